@@ -13,7 +13,7 @@ from copier_template_extensions import ContextHook
 
 
 def derived_values(answers: dict[str, Any]) -> dict[str, Any]:
-    python = str(answers.get("python_version") or "3.12")
+    python = str(answers.get("python_version") or "3.11")
     major, minor = python.split(".")[:2]
     return {
         "python_requires": f">={major}.{minor}",

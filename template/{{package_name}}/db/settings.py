@@ -63,7 +63,7 @@ def settings_error_line(exc: ValidationError) -> str:
         field = ".".join(str(part) for part in error["loc"]) or "settings"
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "missing":
-            message = "is not set (set it in the environment or in .env)"
+            message = f"{field} is not set (set it in the environment or in .env)"
         problems.append(message if message.startswith(field) else f"{field}: {message}")
     return "invalid settings: " + "; ".join(problems)
 

@@ -1,0 +1,158 @@
+"""Helpers shared by the template's tests: rendering, SQL, and a rendered service."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from copier import run_copy
+from sqlalchemy import pool, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+ROOT = Path(__file__).resolve().parent.parent
+# Variables that would leak the developer's own set-up into a rendered service.
+_SCRUBBED_ENV = ("DATABASE_URL", "TEST_DATABASE_URL", "VIRTUAL_ENV", "PYTHONPATH")
+
+
+def render(template: Path, dst: Path, **answers: Any) -> Path:
+    run_copy(
+        str(template),
+        dst,
+        data=answers,
+        defaults=True,
+        unsafe=True,  # the template loads its own Jinja extensions
+        vcs_ref="HEAD",
+        quiet=True,
+    )
+    return dst
+
+
+def to_asyncpg(url: str | URL) -> URL:
+    return make_url(url).set(drivername="postgresql+asyncpg")
+
+
+async def _admin(server: URL, *statements: str) -> list[Any]:
+    engine = create_async_engine(server, poolclass=pool.NullPool, isolation_level="AUTOCOMMIT")
+    results: list[Any] = []
+    try:
+        async with engine.connect() as connection:
+            for statement in statements:
+                result = await connection.execute(text(statement))
+                results.append(result.fetchall() if result.returns_rows else None)
+    finally:
+        await engine.dispose()
+    return results
+
+
+def sql(url: URL, *statements: str) -> list[Any]:
+    """Run statements in autocommit mode; SELECTs return their rows."""
+    return asyncio.run(_admin(url, *statements))
+
+
+def table_names(url: URL) -> set[str]:
+    rows = sql(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")[0]
+    return {row[0] for row in rows}
+
+
+@dataclass
+class Service:
+    """A rendered project, and the commands a user runs in it."""
+
+    path: Path
+    package: str = "app"
+
+    def env(self, database_url: URL | str | None = None, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
+        # A nested pytest prunes old numbered dirs under the shared temp root, the
+        # outer run's PostgreSQL data included: give it a root of its own.
+        env["PYTEST_DEBUG_TEMPROOT"] = str(self.path.parent / "pytest-tmp")
+        # The service's suite runs without this environment's plugins (pytest-copier...).
+        env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+        if database_url is not None:
+            env["DATABASE_URL"] = (
+                database_url.render_as_string(hide_password=False)
+                if isinstance(database_url, URL)
+                else database_url
+            )
+        return {**env, **extra}
+
+    def run(
+        self,
+        *args: str | Path,
+        database_url: URL | str | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float = 120,
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(arg) for arg in args],
+            cwd=self.path,
+            env=env if env is not None else self.env(database_url),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def alembic(
+        self, *args: str, database_url: URL | str | None = None, **kwargs: Any
+    ) -> subprocess.CompletedProcess[str]:
+        """The real `alembic` command line, with the test environment's interpreter."""
+        return self.run(sys.executable, "-m", "alembic", *args, database_url=database_url, **kwargs)
+
+    def ok(self, result: subprocess.CompletedProcess[str]) -> str:
+        assert result.returncode == 0, f"{result.args} failed:\n{result.stdout}\n{result.stderr}"
+        return result.stdout + result.stderr
+
+    def pytest(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        """The service's own test suite."""
+        (self.path.parent / "pytest-tmp").mkdir(exist_ok=True)
+        return self.run(
+            sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args, **kwargs
+        )
+
+    def write(self, relative: str, content: str) -> Path:
+        target = self.path / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(content)
+        return target
+
+    def add_model(self, module: str, source: str) -> None:
+        """Add a model module and register it, as the service's README says."""
+        self.write(f"{self.package}/models/{module}.py", source.format(package=self.package))
+        registry = self.path / self.package / "models" / "__init__.py"
+        prefix = f"from {self.package}.models."
+        imports = [line for line in registry.read_text().splitlines() if line.startswith(prefix)]
+        names = re.findall(r"^class (\w+)\(", source, flags=re.MULTILINE)
+        imports = sorted({*imports, f"{prefix}{module} import {', '.join(names)}"})
+        exported = sorted(
+            name for line in imports for name in line.split(" import ")[1].split(", ")
+        )
+        registry.write_text(
+            '"""Model registry."""\n\n'
+            + "\n".join(imports)
+            + f"\n\n__all__ = {exported!r}\n".replace("'", '"')
+        )
+
+    def revisions(self) -> list[Path]:
+        return sorted((self.path / "alembic" / "versions").glob("*.py"))
+
+
+BOOK_MODEL = """\
+from sqlalchemy import String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from {package}.db.base import Base
+
+
+class Book(Base):
+    __tablename__ = "book"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(200), unique=True)
+"""
