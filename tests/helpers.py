@@ -17,6 +17,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 ROOT = Path(__file__).resolve().parent.parent
+# Jinja that survived rendering. `${{` is GitHub Actions syntax, `${` is Mako.
+LEFTOVER_JINJA = re.compile(r"(?<!\$)\{\{|\{%|\{#|%\}|#\}")
 # Variables that would leak the developer's own set-up into a rendered service.
 _SCRUBBED_ENV = ("DATABASE_URL", "TEST_DATABASE_URL", "VIRTUAL_ENV", "PYTHONPATH")
 
@@ -32,6 +34,21 @@ def render(template: Path, dst: Path, **answers: Any) -> Path:
         quiet=True,
     )
     return dst
+
+
+def files_of(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and ".git" not in p.parts)
+
+
+def assert_clean_render(root: Path) -> None:
+    """No Jinja left, no `.jinja` file names, no trailing whitespace anywhere."""
+    for path in files_of(root):
+        name = path.relative_to(root)
+        assert not path.name.endswith(".jinja"), name
+        text = path.read_text()
+        assert not LEFTOVER_JINJA.search(text), f"unrendered Jinja in {name}"
+        for number, line in enumerate(text.splitlines(), 1):
+            assert line == line.rstrip(), f"trailing whitespace: {name}:{number}"
 
 
 def to_asyncpg(url: str | URL) -> URL:
@@ -72,7 +89,9 @@ class Service:
         env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
         # A nested pytest prunes old numbered dirs under the shared temp root, the
         # outer run's PostgreSQL data included: give it a root of its own.
-        env["PYTEST_DEBUG_TEMPROOT"] = str(self.path.parent / "pytest-tmp")
+        temp_root = self.path.parent / "pytest-tmp"
+        temp_root.mkdir(exist_ok=True)
+        env["PYTEST_DEBUG_TEMPROOT"] = str(temp_root)
         # The service's suite runs without this environment's plugins (pytest-copier...).
         env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
         if database_url is not None:
@@ -111,7 +130,6 @@ class Service:
 
     def pytest(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
         """The service's own test suite."""
-        (self.path.parent / "pytest-tmp").mkdir(exist_ok=True)
         return self.run(
             sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args, **kwargs
         )

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from helpers import BOOK_MODEL, Service, render
+from helpers import assert_clean_render, files_of, render
 
 NON_DEFAULT = {
     "project_name": "Book Store",
@@ -18,12 +17,6 @@ NON_DEFAULT = {
     "python_version": "3.13",
     "postgres_version": 16,
 }
-# Jinja that survived rendering. `${{` is GitHub Actions syntax, `${` is Mako.
-LEFTOVER_JINJA = re.compile(r"(?<!\$)\{\{|\{%|\{#|\}\}(?!\s*$)|%\}|#\}")
-
-
-def files_of(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file() and ".git" not in p.parts)
 
 
 @pytest.fixture(scope="module")
@@ -85,13 +78,7 @@ def test_postgres_18_volume_path(default_render: Path) -> None:
 def test_no_unrendered_jinja_and_no_trailing_whitespace(
     fixture: str, request: pytest.FixtureRequest
 ) -> None:
-    root: Path = request.getfixturevalue(fixture)
-    for path in files_of(root):
-        text = path.read_text()
-        assert not LEFTOVER_JINJA.search(text), f"unrendered Jinja in {path.relative_to(root)}"
-        for number, line in enumerate(text.splitlines(), 1):
-            assert line == line.rstrip(), f"trailing whitespace: {path.relative_to(root)}:{number}"
-        assert not path.name.endswith(".jinja"), path
+    assert_clean_render(request.getfixturevalue(fixture))
 
 
 def test_rendering_twice_gives_identical_files(
@@ -160,37 +147,3 @@ def test_cli_refuses_an_invalid_answer_with_a_readable_message(
     assert (
         "'class' is a Python keyword and cannot be a package name." in result.stdout + result.stderr
     )
-
-
-@pytest.mark.parametrize("fixture", ["default_render", "bookstore"])
-def test_render_passes_ruff_and_mypy_strict_with_a_model_and_revision(
-    fixture: str,
-    request: pytest.FixtureRequest,
-    tmp_path: Path,
-    database_url: object,
-    mypy_cache: Path,
-) -> None:
-    root: Path = request.getfixturevalue(fixture)
-    service = Service(
-        Path(shutil.copytree(root, tmp_path / root.name)),
-        package=_package(root),
-    )
-    service.add_model("book", BOOK_MODEL)
-    service.ok(
-        service.alembic("revision", "--autogenerate", "-m", "add book", database_url=database_url)
-    )
-    assert service.revisions(), "autogenerate wrote no revision"
-    service.ok(service.run(sys.executable, "-m", "ruff", "check", "."))
-    service.ok(service.run(sys.executable, "-m", "ruff", "format", "--check", "."))
-    service.ok(
-        service.run(sys.executable, "-m", "mypy", "--strict", "--cache-dir", mypy_cache / fixture)
-    )
-
-
-def _package(root: Path) -> str:
-    return yaml.safe_load((root / ".copier-answers.yml").read_text())["package_name"]
-
-
-@pytest.fixture(scope="session")
-def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("mypy-cache")
