@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -15,6 +16,7 @@ from uuid import uuid4
 import pytest
 from helpers import BOOK_MODEL, Service, sql, table_names
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 
 PASSWORD = "s3cret-Pw"
 # Every character that breaks configparser interpolation or URL parsing.
@@ -87,6 +89,19 @@ def test_missing_database_is_named(service: Service, postgres_server: URL) -> No
     assert_one_line_failure(result, "no_such_database", "does not exist")
 
 
+def wait_until_passwords_are_checked(url: URL, seconds: float = 10.0) -> None:
+    """pg_reload_conf() only signals the server: wait for the new rule to be in force."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            sql(url.set(password=PASSWORD), "SELECT 1")
+        except DBAPIError as exc:
+            if "password authentication failed" in str(exc):
+                return
+            raise
+        time.sleep(0.05)
+
+
 @pytest.fixture(scope="module")
 def password_server(postgres_server: URL) -> Iterator[URL]:
     """A role that must log in with AWKWARD_PASSWORD, owning a database of its own.
@@ -113,7 +128,9 @@ def password_server(postgres_server: URL) -> Iterator[URL]:
                 f"local all {role} scram-sha-256\nhost all {role} all scram-sha-256\n{original}"
             )
             sql(postgres_server, "SELECT pg_reload_conf()")
-        yield postgres_server.set(username=role, password=AWKWARD_PASSWORD, database=database)
+        url = postgres_server.set(username=role, password=AWKWARD_PASSWORD, database=database)
+        wait_until_passwords_are_checked(url)
+        yield url
     finally:
         if original is not None:
             hba.write_text(original)
