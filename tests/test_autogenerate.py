@@ -193,6 +193,20 @@ CHANGES = {
         downgrade=['sa.Enum("draft", "published", name="book_status").drop(op.get_bind())'],
         applied={"enums": {("book_status", "draft,published")}},
     ),
+    # Not detected by plain Alembic at all.
+    "enum_value_added": Change(
+        before=models(f"status: Mapped[str] = mapped_column({STATUS})"),
+        after=models(
+            'status: Mapped[str] = mapped_column(Enum("draft", "published", "archived",'
+            ' name="book_status"))'
+        ),
+        upgrade=["op.add_enum_value(  # type: ignore[attr-defined]", 'new_value="archived"'],
+        downgrade=[
+            "op.sync_enum_values(  # type: ignore[attr-defined]",
+            'new_values=["draft", "published"]',
+        ],
+        applied={"enums": {("book_status", "draft,published,archived")}},
+    ),
     "enum_in_new_table": Change(
         before=models(),
         after=models(extra=SHELF),
@@ -307,13 +321,21 @@ def test_generated_revisions_pass_ruff_and_mypy_strict(service: Service, databas
             "title: Mapped[str] = mapped_column(String(300), unique=True)",
             "copies: Mapped[int] = mapped_column(server_default=text('0'))",
             'author_id: Mapped[int] = mapped_column(ForeignKey("author.id"))',
-            f"status: Mapped[str] = mapped_column({STATUS})",
+            'status: Mapped[str] = mapped_column(Enum("draft", "published", "archived",'
+            ' name="book_status"))',
             'editor_id: Mapped[int | None] = mapped_column(ForeignKey("author.id"))',
             'format: Mapped[str] = mapped_column(Enum("paper", "ebook", name="book_format"))',
         ),
     )
     second = autogenerate(service, database_url, "alterations")
-    for op in ("alter_column", "drop_index", "drop_column", "add_column", "create_foreign_key"):
+    for op in (
+        "alter_column",
+        "drop_index",
+        "drop_column",
+        "add_column",
+        "create_foreign_key",
+        "add_enum_value",  # alembic-postgresql-enum's: not in Alembic's type stubs
+    ):
         assert f"op.{op}(" in second, second
 
     python = sys.executable
@@ -321,6 +343,11 @@ def test_generated_revisions_pass_ruff_and_mypy_strict(service: Service, databas
     service.ok(service.run(python, "-m", "ruff", "format", "--check", "alembic/versions"))
     # The rendered pyproject's [tool.mypy]: strict, alembic/ included.
     assert "Success" in service.ok(service.run(python, "-m", "mypy", timeout=300))
+
+    # Offline SQL too: the ENUM ops work without a database connection.
+    offline = service.ok(service.alembic("upgrade", "head", "--sql"))
+    assert "CREATE TYPE book_format AS ENUM ('paper', 'ebook')" in offline
+    assert """ALTER TYPE "public"."book_status" ADD VALUE 'archived'""" in offline
 
     service.ok(service.alembic("upgrade", "head", database_url=database_url))
     assert enum_types(database_url) == {"book_status", "book_format"}
