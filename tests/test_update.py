@@ -10,6 +10,7 @@ copied per test; updates go through the copier command line, as users run it.
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import shutil
 import subprocess
@@ -261,6 +262,18 @@ def test_update_works_from_a_fresh_clone_elsewhere(
     assert FIX_AFTER in (clone / ENV_PY).read_text()
     assert answers(clone)["_commit"] == "v0.2.0"
     assert_no_conflicts_left(clone)
+
+
+def test_check_update_tells_a_newer_version_is_out(old: Service) -> None:
+    """What the README offers for "is there a newer version?"."""
+    check = [sys.executable, "-m", "copier", "check-update"]
+    result = old.run(*check, "--output-format", "json")
+    assert json.loads(old.ok(result)) == {
+        "update_available": True,
+        "current_version": "0.1.0",
+        "latest_version": "0.2.0",
+    }
+    assert old.run(*check, "--quiet").returncode == 2  # for scripts: 2 = update available
 
 
 # The v0.2.0 migration: tests/conftest.py leaves the template's hands.
