@@ -173,6 +173,7 @@ def test_update_brings_the_fix_and_keeps_user_files(
     assert {name: (old.path / name).read_bytes() for name in user_files} == before
     assert_no_conflicts_left(old.path)
     assert answers(old.path)["_commit"] == "v0.2.0"
+    assert not (old.path / "migrations").exists()  # copier's migration scripts stay home
     old.ok(old.alembic("upgrade", "head", database_url=database_url))
     old.ok(old.alembic("check", database_url=database_url))
     assert "book" in table_names(database_url)
