@@ -79,10 +79,13 @@ def changed_files(root: Path) -> set[str]:
 
 
 def assert_no_conflicts_left(root: Path) -> None:
+    """No .rej files, no marker lines (as pre-commit's check-merge-conflict sees them)."""
     assert not list(root.rglob("*.rej"))
     for path in root.rglob("*"):
         if path.is_file() and ".git" not in path.parts:
-            assert "<<<<<<< " not in path.read_text(errors="replace"), path
+            for line in path.read_text(errors="replace").splitlines():
+                assert not line.startswith(("<<<<<<< ", ">>>>>>> ")), path
+                assert line != "=======", path
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -214,6 +217,8 @@ def test_update_conflict_on_the_fixed_line_keeps_both_versions(old: Service) -> 
     # ... and marks the file unmerged, so `git commit` refuses until it is resolved.
     assert git(old.path, "diff", "--name-only", "--diff-filter=U").split() == [ENV_PY]
     assert not list(old.path.rglob("*.rej"))
+    with pytest.raises(AssertionError):  # the check the other tests rely on sees them
+        assert_no_conflicts_left(old.path)
 
 
 def test_a_changed_answer_rerenders_only_what_depends_on_it(
