@@ -27,7 +27,7 @@ def copier_template_root() -> Path:
 
 @pytest.fixture(scope="session")
 def copier_template_paths() -> list[str]:
-    return ["copier.yml", "template", "extensions"]
+    return ["copier.yml", "template", "extensions", "migrations"]
 
 
 @pytest.fixture(scope="session")
