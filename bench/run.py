@@ -299,6 +299,88 @@ def bench_migrations(
     return rows
 
 
+# --- 4. database tests in a rendered service -------------------------------------------
+
+CLONED_TESTS = """from sqlalchemy.engine import URL
+
+
+{tests}"""
+CLONED_TEST = """def test_{i}(database_url: URL) -> None:
+    assert database_url.database
+"""
+# The reference: what a suite without a template database does, create and migrate per test.
+MIGRATED_TESTS = """from collections.abc import Iterator
+
+import pytest
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import URL
+
+
+@pytest.fixture
+def migrated_per_test(empty_database_url: URL, alembic_config: Config) -> Iterator[URL]:
+    command.upgrade(alembic_config, "head")
+    yield empty_database_url
+
+
+{tests}"""
+MIGRATED_TEST = """def test_{i}(migrated_per_test: URL) -> None:
+    assert migrated_per_test.database
+"""
+
+
+def bench_fixture(
+    workdir: Path, template: Path, tests: int, models: int, repeat: int
+) -> list[tuple[str, str, str, str]]:
+    """Per-test cost: (time of `tests` tests - time of 1 test) / (tests - 1), which leaves
+    out the session's own start-up (interpreter, PostgreSQL boot, first migration)."""
+    service = Service(render(template, workdir / "fixture"))
+    with_models(service.path, models)
+    for name, body, test in (
+        ("cloned", CLONED_TESTS, CLONED_TEST),
+        ("migrated", MIGRATED_TESTS, MIGRATED_TEST),
+    ):
+        for count in (1, tests):
+            service.write(
+                f"tests/test_bench_{name}_{count}.py",
+                body.format(tests="\n\n".join(test.format(i=i) for i in range(count))),
+            )
+    env = service.env()  # no TEST_DATABASE_URL: the service's embedded server, as users run it
+
+    def suite(name: str, count: int) -> Callable[[], None]:
+        return lambda: check(
+            service.run(
+                PYTHON,
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                f"tests/test_bench_{name}_{count}.py",
+                env=env,
+                timeout=1800,
+            )
+        )
+
+    medians = alternate(
+        repeat,
+        cloned_1=suite("cloned", 1),
+        cloned_n=suite("cloned", tests),
+        migrated_1=suite("migrated", 1),
+        migrated_n=suite("migrated", tests),
+    )
+    cloned = (medians["cloned_n"] - medians["cloned_1"]) / (tests - 1) * 1000
+    migrated = (medians["migrated_n"] - medians["migrated_1"]) / (tests - 1) * 1000
+    return [
+        (
+            "isolated database per test",
+            f"{tests} tests, {models} revisions, cloned template database",
+            f"{cloned:.1f} ms",
+            f"create + migrate per test {migrated:.1f} ms ({cloned / migrated:.2f}x)",
+        )
+    ]
+
+
 # --- 5. embedded PostgreSQL -------------------------------------------------------------
 
 
@@ -454,6 +536,10 @@ def main() -> int:
         try:
             if "migrations" in args.only:
                 rows += bench_migrations(workdir, template, server, sizes, check_models, repeat)
+            if "fixture" in args.only:
+                rows += bench_fixture(
+                    workdir, template, *((10, 5) if args.quick else (200, 20)), repeat
+                )
             if "postgres" in args.only:
                 rows += bench_postgres_boot(workdir, repeat)
             if "suite" in args.only and not args.quick:
