@@ -379,3 +379,26 @@ def test_two_heads_fail_the_service_suite_with_the_fix(
     [message] = [line for line in result.stdout.splitlines() if "AssertionError: several" in line]
     assert all(head in message for head in heads), message
     assert "merge them with `alembic merge heads`" in message
+
+
+def test_enum_types_hidden_by_the_service_hook_are_left_alone(
+    service: Service, database_url: URL
+) -> None:
+    service.ok(service.alembic("upgrade", "head", database_url=database_url))
+    sql(database_url, "CREATE TYPE legacy_mood AS ENUM ('ok', 'meh')")  # another tool's type
+    hooks = service.path / service.package / "db" / "migration_hooks.py"
+    rendered = hooks.read_text()
+    before_hook = rendered.split("\n\ndef include_enum")[0]
+    assert before_hook != rendered
+
+    for hooks_source in (rendered, before_hook + "\n"):  # as rendered; a service made before it
+        hooks.write_text(hooks_source)
+        drift = service.alembic("check", database_url=database_url)
+        assert drift.returncode != 0, drift.stdout
+        assert "legacy_mood" in drift.stdout + drift.stderr
+        assert "Traceback" not in drift.stderr
+
+    hooks.write_text(
+        before_hook + '\n\ndef include_enum(name: str) -> bool:\n    return name != "legacy_mood"\n'
+    )
+    assert_in_sync(service, database_url)

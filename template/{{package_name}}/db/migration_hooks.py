@@ -29,3 +29,13 @@ def include_object(
     Example: tables another tool owns (`return not (type_ == "table" and name == "spatial_ref_sys")`).
     """
     return True
+
+
+def include_enum(name: str) -> bool:
+    """Return False to keep autogenerate away from a PostgreSQL ENUM type.
+
+    ENUM types are compared by alembic-postgresql-enum, which does not ask
+    `include_object`: hide here the types of tables hidden above, or types another
+    tool owns, or autogenerate proposes to drop them as unused.
+    """
+    return True
