@@ -66,10 +66,7 @@ def test_alembic_ini_url_is_never_used(service: Service, database_url: URL) -> N
 def test_url_comes_from_the_environment(
     service: Service, database_url: URL, postgres_server: URL
 ) -> None:
-    service.add_model("book", BOOK_MODEL)
-    service.ok(
-        service.alembic("revision", "--autogenerate", "-m", "add book", database_url=database_url)
-    )
+    service.add_book_revision(database_url)
     # A plain postgresql:// URL (as PaaS and libpq hand out) is switched to asyncpg.
     plain = database_url.set(drivername="postgresql").render_as_string(hide_password=False)
     service.ok(service.alembic("upgrade", "head", database_url=plain))
@@ -86,10 +83,7 @@ def test_url_comes_from_dotenv_when_the_environment_has_none(
 
 
 def test_offline_sql_needs_no_database(service: Service, database_url: URL) -> None:
-    service.add_model("book", BOOK_MODEL)
-    service.ok(
-        service.alembic("revision", "--autogenerate", "-m", "add book", database_url=database_url)
-    )
+    service.add_book_revision(database_url)
     # No DATABASE_URL at all: offline mode only needs the dialect.
     sql = service.ok(service.alembic("upgrade", "head", "--sql"))
     assert "CREATE TABLE book" in sql

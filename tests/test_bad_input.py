@@ -14,7 +14,7 @@ from urllib.parse import quote
 from uuid import uuid4
 
 import pytest
-from helpers import BOOK_MODEL, Service, sql, table_names
+from helpers import Service, sql, table_names
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
@@ -157,10 +157,7 @@ def test_wrong_password_is_refused_without_echoing_it(
 def test_password_with_url_and_interpolation_characters_works(
     service: Service, password_server: URL
 ) -> None:
-    service.add_model("book", BOOK_MODEL)
-    service.ok(
-        service.alembic("revision", "--autogenerate", "-m", "book", database_url=password_server)
-    )
+    service.add_book_revision(password_server)
     output = service.ok(service.alembic("upgrade", "head", database_url=password_server))
     output += service.ok(service.alembic("check", database_url=password_server))
     assert "book" in table_names(password_server)

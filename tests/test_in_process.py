@@ -11,7 +11,7 @@ import sys
 import textwrap
 
 import pytest
-from helpers import BOOK_MODEL, Service, table_names
+from helpers import Service, table_names
 from sqlalchemy.engine import URL
 
 PRELUDE = """\
@@ -33,10 +33,7 @@ target = os.environ["TARGET_URL"]
 @pytest.fixture
 def booked(service: Service, database_url: URL) -> Service:
     """A service with one revision (the book table) not yet applied."""
-    service.add_model("book", BOOK_MODEL)
-    service.ok(
-        service.alembic("revision", "--autogenerate", "-m", "book", database_url=database_url)
-    )
+    service.add_book_revision(database_url)
     service.ok(service.alembic("downgrade", "base", database_url=database_url))
     return service
 

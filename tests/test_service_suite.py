@@ -15,10 +15,7 @@ def test_service_suite_passes_on_its_embedded_postgres(service: Service) -> None
 def test_service_suite_uses_the_server_test_database_url_names(
     service: Service, database_url: URL, postgres_server: URL
 ) -> None:
-    service.add_model("book", BOOK_MODEL)
-    service.ok(
-        service.alembic("revision", "--autogenerate", "-m", "add book", database_url=database_url)
-    )
+    service.add_book_revision(database_url)
     env = service.env(TEST_DATABASE_URL=postgres_server.render_as_string(hide_password=False))
     output = service.ok(service.pytest(env=env))
     assert "7 passed" in output
@@ -37,11 +34,7 @@ def test_service_suite_catches_a_model_without_a_migration(
 def test_service_suite_catches_a_downgrade_that_leaves_its_table(
     service: Service, database_url: URL, postgres_server: URL
 ) -> None:
-    service.add_model("book", BOOK_MODEL)
-    service.ok(
-        service.alembic("revision", "--autogenerate", "-m", "add book", database_url=database_url)
-    )
-    [revision] = service.revisions()
+    revision = service.add_book_revision(database_url)
     source = revision.read_text()
     assert 'op.drop_table("book")' in source
     revision.write_text(source.replace('op.drop_table("book")', "pass"))

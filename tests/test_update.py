@@ -22,7 +22,7 @@ from types import ModuleType
 import pytest
 import yaml
 from copier import run_copy
-from helpers import BOOK_MODEL, ROOT, Service, table_names
+from helpers import ROOT, Service, table_names
 from sqlalchemy.engine import URL
 
 TEMPLATE_FILES = ("copier.yml", "template", "extensions", "migrations")
@@ -157,8 +157,7 @@ def old(old_render: Path, tmp_path: Path) -> Service:
 def test_update_brings_the_fix_and_keeps_user_files(
     old: Service, template_repo: Path, database_url: URL
 ) -> None:
-    old.add_model("book", BOOK_MODEL)
-    old.ok(old.alembic("revision", "--autogenerate", "-m", "add book", database_url=database_url))
+    old.add_book_revision(database_url)
     replace_once(
         old.path / "app/core/config.py",
         '"""Read from the environment and from `.env`."""\n',
