@@ -81,10 +81,7 @@ def schema(url: URL) -> Schema:
 
 def autogenerate(service: Service, url: URL, message: str) -> str:
     """`alembic revision --autogenerate`; returns the new revision file's source."""
-    before = set(service.revisions())
-    service.ok(service.alembic("revision", "--autogenerate", "-m", message, database_url=url))
-    [revision] = set(service.revisions()) - before
-    return revision.read_text()
+    return service.autogenerate(url, message).read_text()
 
 
 def halves(source: str) -> tuple[str, str]:
