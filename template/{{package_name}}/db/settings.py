@@ -1,66 +1,50 @@
-"""Database settings: DATABASE_URL parsing, normalisation and one-line errors.
+"""Database settings: the URLs, the pooler, the pool, and one-line errors.
 
 Template-owned: `copier update` keeps this file current. Add your own settings
 to `Settings` in core/config.py, which subclasses `DatabaseSettings`.
 
-URLs are parsed with SQLAlchemy's `make_url` rather than pydantic's
-`PostgresDsn`: pydantic refuses an empty host, which is how Unix-socket URLs
-(`postgresql://user@/db?host=/run/postgresql`, the embedded server's) are written.
+URLs are parsed by db/url.py (libpq's form, as providers print it) rather than
+pydantic's `PostgresDsn`, which refuses Unix-socket URLs with an empty host
+(`postgresql://user@/db?host=/run/postgresql`, the embedded server's).
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal, Self
 
-from pydantic import BeforeValidator, Field, PlainSerializer, ValidationError, WithJsonSchema
+from pydantic import (
+    BeforeValidator,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.engine import URL
 
-ASYNC_DRIVER = "postgresql+asyncpg"
-# PaaS providers hand out postgres:// URLs; both spellings mean "PostgreSQL, default driver".
-_CONVERTIBLE_SCHEMES = frozenset({"postgres", "postgresql", ASYNC_DRIVER})
-_EXAMPLE = "postgresql+asyncpg://user:password@localhost:5432/dbname"
+from .url import connect_arguments, describe_endpoint, parse_database_url
 
+__all__ = [
+    "DatabaseSettings",
+    "MigrationSettings",
+    "describe_endpoint",  # lived here before db/url.py
+    "parse_database_url",  # lived here before db/url.py
+    "settings_error_line",
+]
 
-def parse_database_url(value: object) -> URL:
-    """Return `value` as an asyncpg URL, or raise ValueError naming the problem.
-
-    Messages never contain the URL itself, so a password cannot leak through them.
-    """
-    if isinstance(value, URL):
-        url = value
-    elif isinstance(value, str) and value.strip():
-        try:
-            url = make_url(value.strip())
-        except ArgumentError:
-            raise ValueError(f"DATABASE_URL is not a URL; expected {_EXAMPLE}") from None
-    else:
-        raise ValueError(f"DATABASE_URL is empty; expected {_EXAMPLE}")
-    if url.drivername not in _CONVERTIBLE_SCHEMES:
-        raise ValueError(
-            f"DATABASE_URL uses unsupported scheme '{url.drivername}'; this service "
-            f"needs PostgreSQL through asyncpg ({ASYNC_DRIVER}://; postgres:// and "
-            "postgresql:// are converted)"
-        )
-    if not url.database:
-        raise ValueError(f"DATABASE_URL names no database; expected {_EXAMPLE}")
-    if url.port is not None and not 0 < url.port < 65536:
-        raise ValueError(f"DATABASE_URL has port {url.port}, outside 1-65535")
-    return url.set(drivername=ASYNC_DRIVER)
-
-
-def describe_endpoint(url: URL) -> str:
-    """'host:port/db' (or the socket directory) for messages; never the password."""
-    host = url.host or url.query.get("host") or "localhost"
-    return f"{host}:{url.port or 5432}/{url.database}"
+Pooler = Literal["none", "transaction"]
+# What a transaction-mode pooler passes on at connect time (PgBouncer's list);
+# anything else in `options` it refuses with "unsupported startup parameter".
+POOLER_STARTUP_PARAMETERS = frozenset({"application_name"})
 
 
 def settings_error_line(exc: ValidationError) -> str:
     """One readable line for a settings ValidationError, without any input value."""
     problems = []
     for error in exc.errors(include_input=False, include_url=False):
-        field = ".".join(str(part) for part in error["loc"]) or "settings"
+        field = ".".join(str(part) for part in error["loc"])
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "missing":
             message = f"{field} is not set (set it in the environment or in .env)"
@@ -68,13 +52,24 @@ def settings_error_line(exc: ValidationError) -> str:
     return "invalid settings: " + "; ".join(problems)
 
 
-DatabaseUrl = Annotated[
-    URL,
-    NoDecode,  # a plain string in the environment, not JSON
-    BeforeValidator(parse_database_url),
+def _url(value: object, info: ValidationInfo) -> URL:
+    return parse_database_url(value, str(info.field_name))
+
+
+def _optional_url(value: object, info: ValidationInfo) -> URL | None:
+    return None if value is None or value == "" else _url(value, info)
+
+
+def _masked(url: URL | None) -> str | None:
     # Serialised with the password masked: settings dumps are safe to log.
-    PlainSerializer(lambda url: url.render_as_string(hide_password=True), return_type=str),
-    WithJsonSchema({"type": "string", "format": "uri"}),
+    return None if url is None else url.render_as_string(hide_password=True)
+
+
+_SCHEMA = WithJsonSchema({"type": "string", "format": "uri"})
+# NoDecode: a plain string in the environment, not JSON.
+DatabaseUrl = Annotated[URL, NoDecode, BeforeValidator(_url), PlainSerializer(_masked), _SCHEMA]
+OptionalDatabaseUrl = Annotated[
+    URL | None, NoDecode, BeforeValidator(_optional_url), PlainSerializer(_masked), _SCHEMA
 ]
 
 
@@ -92,6 +87,9 @@ class MigrationSettings(BaseSettings):
         hide_input_in_errors=True,
         # sqlalchemy.URL is not a pydantic type; its repr masks the password.
         arbitrary_types_allowed=True,
+        # The schema is built when a subclass is first instantiated, not for each
+        # class on import: `alembic` commands start faster.
+        defer_build=True,
     )
 
     MIGRATION_LOCK_TIMEOUT_SECONDS: float = Field(default=5.0, ge=0)
@@ -102,4 +100,40 @@ class DatabaseSettings(MigrationSettings):
     """Settings the database layer needs; core/config.py's `Settings` extends it."""
 
     DATABASE_URL: DatabaseUrl
+    # A direct connection for migrations when DATABASE_URL is a pooler's (Prisma's
+    # `directUrl`): session locks and autocommit blocks need a session of their own.
+    DATABASE_MIGRATION_URL: OptionalDatabaseUrl = None
+    # "transaction": DATABASE_URL is a transaction-mode pooler (PgBouncer, Supavisor).
+    DATABASE_POOLER: Pooler = "none"
     DATABASE_CONNECT_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0)
+    # Each statement of the app (not of migrations); 0 = no limit.
+    DATABASE_STATEMENT_TIMEOUT_SECONDS: float = Field(default=30.0, ge=0)
+    # SQLAlchemy's pool, per process: up to SIZE + MAX_OVERFLOW connections.
+    DATABASE_POOL_SIZE: int = Field(default=5, ge=1)
+    DATABASE_POOL_MAX_OVERFLOW: int = Field(default=10, ge=0)
+    DATABASE_POOL_TIMEOUT_SECONDS: float = Field(default=30.0, gt=0)
+    # Replace connections older than this (servers and proxies drop idle ones); 0 = never.
+    DATABASE_POOL_RECYCLE_SECONDS: float = Field(default=1800.0, ge=0)
+    DATABASE_POOL_PRE_PING: bool = True
+
+    @property
+    def migration_url(self) -> URL:
+        return self.DATABASE_MIGRATION_URL or self.DATABASE_URL
+
+    @property
+    def migrates_through_pooler(self) -> bool:
+        return self.DATABASE_POOLER == "transaction" and self.DATABASE_MIGRATION_URL is None
+
+    @model_validator(mode="after")
+    def _pooler_passes_the_startup_parameters(self) -> Self:
+        if self.DATABASE_POOLER != "transaction":
+            return self
+        _, arguments = connect_arguments(self.DATABASE_URL)
+        refused = sorted(set(arguments.get("server_settings", {})) - POOLER_STARTUP_PARAMETERS)
+        if refused:
+            raise ValueError(
+                f"DATABASE_URL sets {refused[0]} at connect time (options=-c ...), which a "
+                "transaction-mode pooler refuses (PgBouncer: unsupported startup parameter); "
+                f"set it on the role instead: ALTER ROLE ... SET {refused[0]} = ..."
+            )
+        return self
