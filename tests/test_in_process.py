@@ -128,5 +128,6 @@ def test_anything_else_handed_in_is_refused_by_name(booked: Service, database_ur
     env = booked.env(TARGET_URL=database_url.render_as_string(hide_password=False))
     result = booked.run(sys.executable, "program.py", env=env)
     assert result.returncode != 0
-    assert "must be a Connection, Engine or AsyncEngine, not str" in result.stderr
+    assert "must be a Connection, an AsyncEngine or have a connect() method" in result.stderr
+    assert "not str" in result.stderr
     assert "book" not in table_names(database_url)

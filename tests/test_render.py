@@ -47,7 +47,7 @@ def test_defaults_render_an_app_package(default_render: Path) -> None:
         assert (default_render / path).is_file(), path
     env_py = (default_render / "alembic/env.py").read_text()
     assert "from app.db.base import Base" in env_py
-    assert "target_metadata = Base.metadata" in env_py
+    assert '"target_metadata": Base.metadata' in env_py
     assert ".env" in (default_render / ".gitignore").read_text().splitlines()
 
 

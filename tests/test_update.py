@@ -28,8 +28,8 @@ from sqlalchemy.engine import URL
 TEMPLATE_FILES = ("copier.yml", "template", "extensions", "migrations")
 OLD_CONFTEST = Path(__file__).parent / "data" / "v0_1_0_conftest.py.jinja"
 ENV_PY = "alembic/env.py"
-FIX_BEFORE = 'MIGRATION_LOCK_KEY = 0x616C656D  # "alem"\n'
-FIX_AFTER = 'MIGRATION_LOCK_KEY = 0x616C656D  # "alem"; fixed in v0.2.0\n'
+FIX_BEFORE = '        "compare_server_default": True,\n'
+FIX_AFTER = '        "compare_server_default": True,  # fixed in v0.2.0\n'
 MARKERS = ("<<<<<<< before updating", "=======", ">>>>>>> after updating")
 MIGRATION_BLOCK = re.compile(r"^# Fix-ups for services.*?^    when: .*?\n", re.M | re.S)
 IDENTITY = {
@@ -199,7 +199,7 @@ def test_update_merges_a_user_edit_elsewhere_in_env_py(old: Service) -> None:
 
 
 def test_update_conflict_on_the_fixed_line_keeps_both_versions(old: Service) -> None:
-    ours = "MIGRATION_LOCK_KEY = 0x0B111  # ours: shared with the billing service\n"
+    ours = '        "compare_server_default": False,  # ours: too noisy for us\n'
     replace_once(old.path / ENV_PY, FIX_BEFORE, ours)
     commit_all(old.path, "our own lock key")
 
