@@ -7,9 +7,14 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from copier import run_copy
 from sqlalchemy import pool, text
@@ -59,6 +64,22 @@ def assert_clean_render(root: Path) -> None:
             assert line == line.rstrip(), f"trailing whitespace: {name}:{number}"
 
 
+def one_line_failure(
+    result: subprocess.CompletedProcess[str], *needles: str, secrets: tuple[str, ...] = ()
+) -> str:
+    """Failed, said so in a single `FAILED:` line holding `needles`, leaked no secret."""
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one line, got:\n{output}"
+    assert lines[0].startswith("FAILED: "), output
+    for needle in needles:
+        assert needle in lines[0], output
+    for secret in secrets:
+        assert secret not in output and quote(secret, safe="") not in output
+    return lines[0]
+
+
 def to_asyncpg(url: str | URL) -> URL:
     return make_url(url).set(drivername="postgresql+asyncpg")
 
@@ -84,6 +105,43 @@ def sql(url: URL, *statements: str) -> list[Any]:
 def table_names(url: URL) -> set[str]:
     rows = sql(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")[0]
     return {row[0] for row in rows}
+
+
+def applied_versions(url: URL) -> list[str]:
+    if "alembic_version" not in table_names(url):
+        return []
+    return [row[0] for row in sql(url, "SELECT version_num FROM alembic_version")[0]]
+
+
+def hold_lock(url: URL, table: str, acquired: threading.Event, release: threading.Event) -> None:
+    """Keep an ACCESS EXCLUSIVE lock on `table` until `release` is set."""
+
+    async def run() -> None:
+        engine = create_async_engine(url, poolclass=pool.NullPool)
+        try:
+            async with engine.begin() as connection:
+                await connection.execute(text(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
+                acquired.set()
+                while not release.is_set():
+                    await asyncio.sleep(0.05)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
+@contextmanager
+def table_locked(url: URL, table: str) -> Iterator[None]:
+    """An ACCESS EXCLUSIVE lock on `table`, held by another connection inside the block."""
+    acquired, release = threading.Event(), threading.Event()
+    holder = threading.Thread(target=hold_lock, args=(url, table, acquired, release))
+    holder.start()
+    try:
+        assert acquired.wait(30)
+        yield
+    finally:
+        release.set()
+        holder.join()
 
 
 @dataclass
@@ -181,6 +239,39 @@ class Service:
 
     def revisions(self) -> list[Path]:
         return sorted((self.path / "alembic" / "versions").glob("*.py"))
+
+    def write_revision(self, revision: str, down: str | None, upgrade: str) -> None:
+        """A revision file as a user would write one (its downgrade does nothing)."""
+        body = textwrap.indent(textwrap.dedent(upgrade).strip(), "    ")
+        self.write(
+            f"alembic/versions/{revision}.py",
+            f'"""{revision}"""\n\nimport sqlalchemy as sa\nfrom alembic import op\n\n'
+            f"revision = {revision!r}\ndown_revision = {down!r}\n"
+            f"branch_labels = None\ndepends_on = None\n\n\n"
+            f"def upgrade() -> None:\n{body}\n\n\ndef downgrade() -> None:\n    pass\n",
+        )
+
+    def concurrently(self, count: int, *args: str, env: dict[str, str]) -> list[tuple[int, str]]:
+        """`count` processes started at once; (exit code, output) of each, bounded in time."""
+        runners = [
+            subprocess.Popen(
+                [str(arg) for arg in args],
+                cwd=self.path,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for _ in range(count)
+        ]
+        try:
+            outputs = [runner.communicate(timeout=120)[0] for runner in runners]
+        finally:
+            for runner in runners:
+                runner.kill()  # no-op for those that ended
+        return [
+            (runner.returncode, output) for runner, output in zip(runners, outputs, strict=True)
+        ]
 
 
 BOOK_MODEL = """\

@@ -14,7 +14,7 @@ from urllib.parse import quote
 from uuid import uuid4
 
 import pytest
-from helpers import Service, sql, table_names
+from helpers import Service, one_line_failure, sql, table_names
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
@@ -24,17 +24,7 @@ AWKWARD_PASSWORD = "p%ss@w:rd/1%"
 
 
 def assert_one_line_failure(result: subprocess.CompletedProcess[str], *needles: str) -> str:
-    """Failed, said so in a single line containing `needles`, leaked no password."""
-    assert result.returncode != 0
-    output = result.stdout + result.stderr
-    lines = [line for line in output.splitlines() if line.strip()]
-    assert len(lines) == 1, f"expected one line, got:\n{output}"
-    assert lines[0].startswith("FAILED: "), output
-    for needle in needles:
-        assert needle in lines[0], output
-    for secret in (PASSWORD, AWKWARD_PASSWORD, quote(AWKWARD_PASSWORD, safe="")):
-        assert secret not in output
-    return lines[0]
+    return one_line_failure(result, *needles, secrets=(PASSWORD, AWKWARD_PASSWORD))
 
 
 @pytest.mark.parametrize(

@@ -131,3 +131,79 @@ def test_anything_else_handed_in_is_refused_by_name(booked: Service, database_ur
     assert "must be a Connection, an AsyncEngine or have a connect() method" in result.stderr
     assert "not str" in result.stderr
     assert "book" not in table_names(database_url)
+
+
+def test_an_object_with_connect_is_used_as_pytest_alembic_hands_it_in(
+    booked: Service, database_url: URL
+) -> None:
+    # pytest-alembic's WrappingConnection: only `.connect()`, giving a Connection
+    # that is already inside the caller's transaction (which the caller commits).
+    run_program(
+        booked,
+        database_url,
+        """
+        import contextlib
+
+        class WrappingConnection:
+            def __init__(self, connection):
+                self.connection = connection
+
+            @contextlib.contextmanager
+            def connect(self):
+                yield self.connection
+
+        def upgrade(connection) -> None:
+            config.attributes["connection"] = WrappingConnection(connection)
+            command.upgrade(config, "head")
+
+        async def start_up() -> None:
+            engine = create_async_engine(target, poolclass=pool.NullPool)
+            async with engine.begin() as connection:
+                await connection.run_sync(upgrade)
+            await engine.dispose()
+
+        asyncio.run(start_up())
+        """,
+        with_database_url=False,
+    )
+    assert "book" in table_names(database_url)
+
+
+def test_an_autocommit_block_inside_the_callers_transaction_is_refused_whole(
+    booked: Service, database_url: URL
+) -> None:
+    [revision] = booked.revisions()
+    source = revision.read_text()
+    booked.write(
+        str(revision.relative_to(booked.path)),
+        source.replace(
+            "def upgrade() -> None:\n",
+            "def upgrade() -> None:\n"
+            "    with op.get_context().autocommit_block():\n"
+            '        op.execute("SELECT 1")\n',
+        ),
+    )
+    booked.write(
+        "program.py",
+        PRELUDE
+        + textwrap.dedent(
+            """
+            def upgrade(connection) -> None:
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+
+            async def start_up() -> None:
+                engine = create_async_engine(target, poolclass=pool.NullPool)
+                async with engine.begin() as connection:
+                    await connection.run_sync(upgrade)
+                await engine.dispose()
+
+            asyncio.run(start_up())
+            """
+        ),
+    )
+    env = booked.env(TARGET_URL=database_url.render_as_string(hide_password=False))
+    result = booked.run(sys.executable, "program.py", env=env)
+    assert result.returncode != 0
+    assert "autocommit_block(), which cannot run inside the caller's transaction" in result.stderr
+    assert "book" not in table_names(database_url)
