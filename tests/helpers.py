@@ -65,12 +65,22 @@ def assert_clean_render(root: Path) -> None:
 
 
 def one_line_failure(
-    result: subprocess.CompletedProcess[str], *needles: str, secrets: tuple[str, ...] = ()
+    result: subprocess.CompletedProcess[str],
+    *needles: str,
+    secrets: tuple[str, ...] = (),
+    progress: bool = False,
 ) -> str:
-    """Failed, said so in a single `FAILED:` line holding `needles`, leaked no secret."""
+    """Failed, said so in a single `FAILED:` line holding `needles`, leaked no secret.
+
+    `progress`: Alembic's INFO lines (revisions it began) may come beside that line.
+    """
     assert result.returncode != 0
     output = result.stdout + result.stderr
-    lines = [line for line in output.splitlines() if line.strip()]
+    lines = [
+        line
+        for line in output.splitlines()
+        if line.strip() and not (progress and line.startswith("INFO  [alembic."))
+    ]
     assert len(lines) == 1, f"expected one line, got:\n{output}"
     assert lines[0].startswith("FAILED: "), output
     for needle in needles:
@@ -251,18 +261,18 @@ class Service:
             f"def upgrade() -> None:\n{body}\n\n\ndef downgrade() -> None:\n    pass\n",
         )
 
-    def concurrently(self, count: int, *args: str, env: dict[str, str]) -> list[tuple[int, str]]:
-        """`count` processes started at once; (exit code, output) of each, bounded in time."""
+    def concurrently(self, commands: list[list[str]], env: dict[str, str]) -> list[tuple[int, str]]:
+        """The commands started at once; (exit code, output) of each, bounded in time."""
         runners = [
             subprocess.Popen(
-                [str(arg) for arg in args],
+                command,
                 cwd=self.path,
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,
             )
-            for _ in range(count)
+            for command in commands
         ]
         try:
             outputs = [runner.communicate(timeout=120)[0] for runner in runners]

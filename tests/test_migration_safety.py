@@ -57,7 +57,7 @@ def test_eight_concurrent_upgrades_apply_each_revision_once(
     )
     service.write_revision("r2", "r1", "op.execute(\"INSERT INTO ledger VALUES ('r2')\")")
     runs = service.concurrently(
-        8, sys.executable, "-m", "alembic", "upgrade", "head", env=service.env(database_url)
+        [[sys.executable, "-m", "alembic", "upgrade", "head"]] * 8, env=service.env(database_url)
     )
     outputs = [output for _, output in runs]
 

@@ -57,7 +57,7 @@ def test_concurrent_upgrades_through_an_autocommit_block_apply_each_revision_onc
     service.write_revision("r3", "r2", "op.execute(\"INSERT INTO ledger VALUES (0, 'r3')\")")
 
     runs = service.concurrently(
-        4, sys.executable, "-m", "alembic", "upgrade", "head", env=service.env(database_url)
+        [[sys.executable, "-m", "alembic", "upgrade", "head"]] * 4, env=service.env(database_url)
     )
 
     outputs = "\n".join(output for _, output in runs)
