@@ -184,6 +184,7 @@ class Service:
         database_url: URL | str | None = None,
         env: dict[str, str] | None = None,
         timeout: float = 120,
+        input: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(arg) for arg in args],
@@ -192,6 +193,7 @@ class Service:
             capture_output=True,
             text=True,
             timeout=timeout,
+            input=input,
         )
 
     def alembic(

@@ -181,11 +181,11 @@ class Cluster:
             "postgresql+asyncpg", "postgres", None, host, self.port, database, query=query
         )
 
-    def psql(self, sql: str) -> str:
-        """Run SQL over the Unix socket as the server user (for set-up, not for tests)."""
+    def psql(self, sql: str, database: str = "postgres") -> str:
+        """Run SQL over the Unix socket as the server user (for set-up and checks)."""
         result = self.workspace.run(
             self.bindir / "psql", "-X", "-A", "-t", "-h", self.datadir, "-p", str(self.port),
-            "-U", "postgres", "-d", "postgres", "-c", sql,
+            "-U", "postgres", "-d", database, "-c", sql,
         )  # fmt: skip
         return result.stdout.strip()
 

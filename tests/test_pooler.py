@@ -12,6 +12,7 @@ import pytest
 from helpers import Service, applied_versions, one_line_failure, sql
 from servers import PgBouncer
 from sqlalchemy.engine import URL
+from test_url_parameters import ENGINE_PROGRAM
 
 pytestmark = pytest.mark.xdist_group("pgbouncer")
 
@@ -192,3 +193,17 @@ def test_the_migration_url_bypasses_the_pooler_autocommit_blocks_included(
 
     assert sum("Running upgrade r1 -> r2" in output for output in outputs) == 1
     assert applied_versions(database_url) == ["r2"]
+
+
+def test_the_app_statement_timeout_holds_through_the_pooler(
+    service: Service, pooled_url: URL
+) -> None:
+    # PgBouncer refuses statement_timeout as a startup parameter: asyncpg cancels
+    # the statement from the client instead (PgBouncer forwards the cancel).
+    service.write("engine_probe.py", ENGINE_PROGRAM)
+    env = service.env(
+        pooled_url, DATABASE_POOLER="transaction", DATABASE_STATEMENT_TIMEOUT_SECONDS="0.3"
+    )
+    output = service.ok(service.run(sys.executable, "engine_probe.py", env=env, timeout=30))
+    assert "timed out (no answer within the connect or statement timeout)" in output, output
+    assert "slept" not in output
