@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import re
 import subprocess
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 from urllib.parse import quote
 
@@ -34,6 +36,15 @@ _SCRUBBED_ENV = (
     "PYTHONPATH",
     "PYTHONDONTWRITEBYTECODE",
 )
+
+
+def load_copier_migration(name: str) -> ModuleType:
+    """A script of migrations/ (copier's `_migrations`), as a module."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "migrations" / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def render(template: Path, dst: Path, **answers: Any) -> Path:

@@ -1,0 +1,103 @@
+"""The scripts copier runs while updating a service across a version (`_migrations`).
+
+v0.2.0: tests/conftest.py leaves the template's hands (the update itself is
+tested in test_update.py). v0.3.0: revisions that call alembic-postgresql-enum's
+operations import it, since `upgrade` no longer does.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import ROOT, Service, applied_versions, load_copier_migration, one_line_failure, sql
+
+OLD_CONFTEST = Path(__file__).parent / "data" / "v0_1_0_conftest.py.jinja"
+# A revision as alembic-postgresql-enum wrote it under v0.2.0: no import of its own.
+V0_2_0_ENUM_REVISION = '''"""add archived
+
+Revision ID: r2
+Revises: r1
+Create Date: 2026-11-20 10:00:00.000000
+
+"""
+
+from collections.abc import Sequence
+
+from alembic import op
+
+# revision identifiers, used by Alembic.
+revision: str = "r2"
+down_revision: str | Sequence[str] | None = "r1"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.add_enum_value(  # type: ignore[attr-defined]
+        enum_schema="public",
+        enum_name="book_status",
+        new_value="archived",
+    )
+
+
+def downgrade() -> None:
+    pass
+'''
+
+
+@pytest.mark.parametrize("package", ["app", "bookstore"])
+def test_v0_2_0_recognises_the_v0_1_0_conftest_whatever_the_package_and_line_ends(
+    tmp_path: Path, package: str
+) -> None:
+    migration = load_copier_migration("v0_2_0_conftest")
+    rendered = OLD_CONFTEST.read_text().replace("{{ package_name }}", package)
+    target = tmp_path / "tests" / "conftest.py"
+    target.parent.mkdir()
+    target.write_bytes(rendered.replace("\n", "\r\n").encode())
+    new = migration.NEW_CONFTEST.read_text()
+
+    assert migration.migrate(tmp_path, package, new) == migration.REPLACED
+    assert target.read_text() == new
+    assert migration.migrate(tmp_path, package, new) is None  # already done: silent
+    target.write_text(rendered.replace("def alembic_config", "def my_alembic_config"))
+    assert migration.migrate(tmp_path, package, new) == migration.LEFT_ALONE
+
+
+def test_v0_3_0_adds_the_import_only_where_an_operation_needs_it() -> None:
+    migration = load_copier_migration("v0_3_0_enum_import")
+    fixed = migration.add_import(V0_2_0_ENUM_REVISION)
+    assert fixed == V0_2_0_ENUM_REVISION.replace(
+        "from alembic import op\n", f"{migration.IMPORT}\nfrom alembic import op\n"
+    )
+    with_sqlalchemy = V0_2_0_ENUM_REVISION.replace(
+        "from alembic import op\n", "import sqlalchemy as sa\nfrom alembic import op\n"
+    )
+    assert migration.add_import(with_sqlalchemy) == with_sqlalchemy.replace(
+        "import sqlalchemy as sa\n", f"{migration.IMPORT}\nimport sqlalchemy as sa\n"
+    )
+    assert migration.add_import(fixed) is None  # already there
+    assert migration.add_import(V0_2_0_ENUM_REVISION.replace("op.add_enum_value", "op.f")) is None
+
+
+def test_v0_2_0_enum_revision_fails_in_one_line_then_the_migration_fixes_it(
+    service: Service, database_url
+) -> None:
+    service.write_revision("r1", None, 'sa.Enum("draft", name="book_status").create(op.get_bind())')
+    revision = service.write("alembic/versions/r2.py", V0_2_0_ENUM_REVISION)
+
+    result = service.alembic("upgrade", "head", database_url=database_url)
+    one_line_failure(result, "add_enum_value", "import alembic_postgresql_enum", progress=True)
+    assert applied_versions(database_url) == []  # the run rolled back whole
+
+    script = ROOT / "migrations" / "v0_3_0_enum_import.py"
+    output = service.ok(service.run(sys.executable, script))
+    assert output.strip() == (
+        "alembic/versions/r2.py: added `import alembic_postgresql_enum` "
+        "(it calls op.add_enum_value or op.sync_enum_values)"
+    )
+    service.ok(service.alembic("upgrade", "head", database_url=database_url))
+    labels = sql(database_url, "SELECT enum_range(NULL::book_status)::text")[0]
+    assert labels == [("{draft,archived}",)]
+    service.ok(service.run(sys.executable, "-m", "ruff", "check", revision))
