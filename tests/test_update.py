@@ -231,11 +231,13 @@ def test_a_changed_answer_rerenders_only_what_depends_on_it(
     assert changed_files(service.path) == {
         ".copier-answers.yml",
         ".github/workflows/ci.yml",
+        ".squawk.toml",
         "README.md",
         "compose.yaml",
     }
     assert answers(service.path)["postgres_version"] == 16
     assert "image: postgres:16" in (service.path / "compose.yaml").read_text()
+    assert 'pg_version = "16.0"' in (service.path / ".squawk.toml").read_text()
     assert "postgres:18" not in (service.path / ".github/workflows/ci.yml").read_text()
     assert_no_conflicts_left(service.path)
 
