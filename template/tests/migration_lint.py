@@ -11,7 +11,8 @@ the rule and why it is safe (one rule a line):
 
     # squawk-ignore adding-required-field: the table is empty in every environment
 
-Rules, and what each excluded one in .squawk.toml is for: https://squawkhq.com/docs/rules
+Rules: https://squawkhq.com/docs/rules; those excluded, and why, are in .squawk.toml.
+Hand-written output: squawk's reporters name the temporary SQL files, not the revisions.
 """
 
 from __future__ import annotations
@@ -177,7 +178,7 @@ def run_squawk(squawk: str, files: dict[str, tuple[str, list[str]]]) -> list[str
         )
     lines = []
     for violation in violations:
-        shown, sql_lines = files[violation["file"]]
+        shown, sql_lines = files.get(violation["file"], (violation["file"], []))
         number = violation["line"]  # 0-based
         statement = sql_lines[number].strip() if number < len(sql_lines) else ""
         advice = " ".join(filter(None, (violation["message"], violation.get("help"))))
