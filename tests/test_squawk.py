@@ -6,6 +6,7 @@ Hand-written revisions, the real squawk binary, Alembic's real offline rendering
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -171,12 +172,19 @@ def test_an_acknowledged_revision_passes_and_a_missing_reason_is_one_line(
     ]
 
 
-def test_pre_commit_lints_the_revisions_it_is_given(service: Service) -> None:
+def test_make_and_pre_commit_run_the_lint(service: Service) -> None:
     write_revision(service, "tables", None, TABLES)
     index = write_revision(service, "index", "tables", DANGEROUS["index"][0])
     tables = service.path / "alembic/versions/tables.py"
     gitkeep = service.path / "alembic/versions/.gitkeep"
 
+    # The Makefile's target; RUN (`uv run`) emptied, this interpreter first on PATH.
+    path = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
+    result = service.run("make", "lint-migrations", "RUN=", env=service.env(PATH=path))
+    assert result.returncode == 2, result.stdout
+    assert findings(result.stdout) == {"index": {"require-concurrent-index-creation"}}
+
+    # pre-commit appends the changed files it matched to the hook's entry.
     result = service.run(*LINT, str(tables), str(gitkeep))
     assert result.returncode == 0, result.stdout
     assert result.stdout == "squawk: no problems in 1 revision(s)\n"
