@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import re
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -90,11 +91,23 @@ def test_combination_renders_lints_and_migrates(
             == f"postgres:{answers['postgres_version']}"
         )
         steps = "\n".join(step.get("run", "") for step in jobs["test"]["steps"])
-        for command in ("ruff check", "mypy", "alembic upgrade head", "alembic check", "pytest"):
+        for command in (
+            "ruff check",
+            "mypy",
+            "python -m tests.migration_lint",
+            "alembic upgrade head",
+            "alembic check",
+            "pytest",
+        ):
             assert f"{answers['package_manager']} run {command}" in steps
     service.ok(
         service.run(python, "-m", "pre_commit", "validate-config", ".pre-commit-config.yaml")
     )
+    hooks = yaml.safe_load((root / ".pre-commit-config.yaml").read_text())["repos"][-1]["hooks"]
+    [squawk] = [hook for hook in hooks if hook["id"] == "squawk"]
+    assert squawk["entry"] == f"{answers['package_manager']} run python -m tests.migration_lint"
+    squawk_config = tomllib.loads((root / ".squawk.toml").read_text())
+    assert squawk_config["pg_version"] == f"{answers['postgres_version']}.0"
 
     # The full database cycle, through the real alembic command line.
     service.ok(service.alembic("upgrade", "head", database_url=database_url))
@@ -120,7 +133,7 @@ def test_combination_renders_lints_and_migrates(
     env = service.env(TEST_DATABASE_URL=postgres_server.render_as_string(hide_password=False))
     output = service.ok(service.pytest(env=env))
     passed = int(re.search(r"(\d+) passed", output).group(1))
-    assert passed == (10 if answers["web"] == "fastapi" else 7), output
+    assert passed == (11 if answers["web"] == "fastapi" else 8), output
     assert not re.search(r"\d+ (failed|error)", output), output
 
 
@@ -128,8 +141,6 @@ def test_uncommon_answers_do_not_leak_between_renders(
     copier_template: Path, tmp_path: Path
 ) -> None:
     """No author: pyproject has no authors entry and stays valid TOML."""
-    import tomllib
-
     root = render(copier_template, tmp_path / "anon", author_name="")
     project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
     assert "authors" not in project

@@ -229,11 +229,13 @@ def test_a_changed_answer_rerenders_only_what_depends_on_it(
     assert changed_files(service.path) == {
         ".copier-answers.yml",
         ".github/workflows/ci.yml",
+        ".squawk.toml",
         "README.md",
         "compose.yaml",
     }
     assert answers(service.path)["postgres_version"] == 16
     assert "image: postgres:16" in (service.path / "compose.yaml").read_text()
+    assert 'pg_version = "16.0"' in (service.path / ".squawk.toml").read_text()
     assert "postgres:18" not in (service.path / ".github/workflows/ci.yml").read_text()
     assert_no_conflicts_left(service.path)
 
@@ -295,7 +297,7 @@ def test_migration_replaces_an_unchanged_v0_1_0_conftest(
     assert conftest.read_text() == (template_repo / "template/tests/conftest.py").read_text()
     # The updated service's own suite runs on the new fixtures.
     env = old.env(TEST_DATABASE_URL=postgres_server.render_as_string(hide_password=False))
-    assert "7 passed" in old.ok(old.pytest(env=env))
+    assert "8 passed" in old.ok(old.pytest(env=env))
 
 
 def test_migration_leaves_an_edited_conftest_alone_and_says_so(old: Service) -> None:
