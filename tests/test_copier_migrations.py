@@ -101,3 +101,46 @@ def test_v0_2_0_enum_revision_fails_in_one_line_then_the_migration_fixes_it(
     labels = sql(database_url, "SELECT enum_range(NULL::book_status)::text")[0]
     assert labels == [("{draft,archived}",)]
     service.ok(service.run(sys.executable, "-m", "ruff", "check", revision))
+
+
+def test_v0_3_0_starts_the_lint_after_the_revisions_a_service_already_has(
+    service: Service,
+) -> None:
+    # History written before the lint: a dropped table squawk would fail.
+    service.write_revision("old1", None, 'op.create_table("t", sa.Column("id", sa.Integer))')
+    service.write_revision("old2", "old1", 'op.drop_table("t")')
+    lint = [sys.executable, "-m", "tests.migration_lint"]
+    assert "ban-drop-table" in service.run(*lint).stdout
+
+    output = service.ok(service.run(sys.executable, ROOT / "migrations/v0_3_0_lint_start_after.py"))
+    assert output.startswith("pyproject.toml: the migration lint starts after old2 ")
+    assert 'start_after = "old2"' in (service.path / "pyproject.toml").read_text()
+    assert "no problems in 0 revision(s)" in service.ok(service.run(*lint))
+    # Idempotent: a second run writes nothing more.
+    assert (
+        service.ok(service.run(sys.executable, ROOT / "migrations/v0_3_0_lint_start_after.py"))
+        == ""
+    )
+
+    # What comes after is linted as in any service.
+    service.write_revision("new1", "old2", 'op.drop_column("u", "x")')
+    result = service.run(*lint)
+    assert result.returncode == 1 and "new1.py: ban-drop-column" in result.stdout
+
+
+def test_v0_3_0_finds_every_head_and_merge_parent(tmp_path: Path) -> None:
+    migration = load_copier_migration("v0_3_0_lint_start_after")
+    versions = tmp_path / "alembic/versions"
+    versions.mkdir(parents=True)
+    for name, down in [
+        ("a", None),
+        ("b", "a"),
+        ("c", "a"),
+        ("m", ("b", "c")),
+        ("d", "m"),
+        ("e", "m"),
+    ]:
+        (versions / f"{name}.py").write_text(
+            f"revision: str = {name!r}\ndown_revision = {down!r}\n"
+        )
+    assert migration.heads(tmp_path) == ["d", "e"]

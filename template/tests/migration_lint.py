@@ -11,6 +11,10 @@ the rule and why it is safe (one rule a line):
 
     # squawk-ignore adding-required-field: the table is empty in every environment
 
+Revisions applied before a service adopted the lint are not linted: pyproject.toml's
+`[tool.migration-lint] start_after` names the last of them (strong_migrations'
+`start_after`); `copier update` to v0.3.0 sets it.
+
 Rules: https://squawkhq.com/docs/rules; those excluded, and why, are in .squawk.toml.
 Hand-written output: squawk's reporters name the temporary SQL files, not the revisions.
 """
@@ -26,6 +30,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import tomllib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -114,12 +119,24 @@ def acknowledged_rules(path: Path, shown: str) -> tuple[list[str], list[str]]:
 
 
 def selected(script: ScriptDirectory, paths: Iterable[Path] | None) -> list[Script]:
-    """Every revision, oldest first; or those whose files are in `paths` (pre-commit's)."""
-    revisions = list(reversed(list(script.walk_revisions())))
+    """Every revision after `start_after`, oldest first; or those whose files are in
+    `paths` (pre-commit's)."""
+    before = {rev.revision for head in start_after() for rev in script.walk_revisions("base", head)}
+    revisions = [
+        rev for rev in reversed(list(script.walk_revisions())) if rev.revision not in before
+    ]
     if paths is None:
         return revisions
     wanted = {path.resolve() for path in paths}
     return [rev for rev in revisions if rev.path and Path(rev.path).resolve() in wanted]
+
+
+def start_after() -> list[str]:
+    """pyproject.toml's `[tool.migration-lint] start_after`: one revision id, or a list."""
+    pyproject = ROOT / "pyproject.toml"
+    tool = tomllib.loads(pyproject.read_text()).get("tool", {}) if pyproject.exists() else {}
+    value = tool.get("migration-lint", {}).get("start_after", [])
+    return [value] if isinstance(value, str) else list(value)
 
 
 def shown_path(revision: Script) -> str:
