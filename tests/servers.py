@@ -14,6 +14,7 @@ CI; under CI=true it fails them, since `.ci/run` installs it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import glob
 import os
@@ -72,18 +73,26 @@ def wait_for_port(port: int, seconds: float = 10.0) -> None:
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {seconds} s")
 
 
+def running(pid: int) -> bool:
+    """Alive and not a zombie: pg_ctl's postmaster is re-parented to PID 1, which may
+    reap it late (seconds, in some containers); a zombie has stopped all the same."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def stop_pid(pid: int, seconds: float = 10.0) -> None:
     """SIGTERM, then SIGKILL if the process outlives `seconds`."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
+        if not running(pid):
             return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
+            if not running(pid):
                 return
             time.sleep(0.02)
 
