@@ -115,6 +115,17 @@ class DatabaseSettings(MigrationSettings):
     # Replace connections older than this (servers and proxies drop idle ones); 0 = never.
     DATABASE_POOL_RECYCLE_SECONDS: float = Field(default=1800.0, ge=0)
     DATABASE_POOL_PRE_PING: bool = True
+    # Reads on hot standbys (README "Scaling reads"): one URL, or a libpq host list
+    # (h1:5432,h2:5432) tried in order. Unset: reads use the primary's pool.
+    DATABASE_READ_URL: OptionalDatabaseUrl = None
+    # true: reads fail while the standby is unusable, instead of going to the primary.
+    DATABASE_READ_STRICT: bool = False
+    # Short: a read waits this long on an unreachable standby before giving up on it.
+    DATABASE_READ_CONNECT_TIMEOUT_SECONDS: float = Field(default=2.0, gt=0)
+    # After the standby failed, reads skip it this long before one of them tries again.
+    DATABASE_READ_RETRY_SECONDS: float = Field(default=10.0, gt=0)
+    # Reads skip a standby further behind than this; 0 = no bound (and no lag query).
+    DATABASE_READ_MAX_LAG_SECONDS: float = Field(default=0.0, ge=0)
 
     @property
     def migration_url(self) -> URL:
@@ -128,12 +139,17 @@ class DatabaseSettings(MigrationSettings):
     def _pooler_passes_the_startup_parameters(self) -> Self:
         if self.DATABASE_POOLER != "transaction":
             return self
-        _, arguments = connect_arguments(self.DATABASE_URL)
-        refused = sorted(set(arguments.get("server_settings", {})) - POOLER_STARTUP_PARAMETERS)
-        if refused:
-            raise ValueError(
-                f"DATABASE_URL sets {refused[0]} at connect time (options=-c ...), which a "
-                "transaction-mode pooler refuses (PgBouncer: unsupported startup parameter); "
-                f"set it on the role instead: ALTER ROLE ... SET {refused[0]} = ..."
-            )
+        for name in ("DATABASE_URL", "DATABASE_READ_URL"):
+            url = getattr(self, name)
+            if url is None:
+                continue
+            _, arguments = connect_arguments(url, name)
+            server_settings = set(arguments.get("server_settings", {}))
+            refused = sorted(server_settings - POOLER_STARTUP_PARAMETERS)
+            if refused:
+                raise ValueError(
+                    f"{name} sets {refused[0]} at connect time (options=-c ...), which a "
+                    "transaction-mode pooler refuses (PgBouncer: unsupported startup "
+                    f"parameter); set it on the role instead: ALTER ROLE ... SET {refused[0]} = ..."
+                )
         return self
