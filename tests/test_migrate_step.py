@@ -1,0 +1,218 @@
+"""The deploy's migrate step, `python -m app.db.migrate`, as a release phase or a
+Kubernetes Job runs it: against a PostgreSQL this module starts late, never,
+for several steps at once, and with a wrong password or database.
+
+Each test prints its timings (`pytest -rP` shows them).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import Service, sql
+from staged_postgres import StagedServer
+from sqlalchemy.engine import URL
+
+PASSWORD = "s3cret-Pw"
+WAIT_LINE = "Database not reachable yet"
+STEP_SECONDS = 60.0  # no step in this module may run longer
+REVISIONS = {
+    "0001_book.py": '''"""book"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0001"
+down_revision = None
+
+
+def upgrade() -> None:
+    op.create_table("book", sa.Column("id", sa.Integer, primary_key=True), sa.Column("title", sa.Text))
+
+
+def downgrade() -> None:
+    op.drop_table("book")
+''',
+    # One row per time it is applied; slow, so that concurrent steps overlap.
+    "0002_seed.py": '''"""seed"""
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+
+
+def upgrade() -> None:
+    op.execute("SELECT pg_sleep(1.5)")
+    op.execute("INSERT INTO book (title) VALUES ('applied')")
+
+
+def downgrade() -> None:
+    op.execute("DELETE FROM book")
+''',
+}
+
+
+@pytest.fixture(scope="module")
+def service(default_render: Path, tmp_path_factory: pytest.TempPathFactory) -> Service:
+    copy = Service(Path(shutil.copytree(default_render, tmp_path_factory.mktemp("mig") / "svc")))
+    for name, source in REVISIONS.items():
+        copy.write(f"alembic/versions/{name}", source)
+    return copy
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[StagedServer]:
+    staged = StagedServer(PASSWORD)
+    try:
+        yield staged
+    finally:
+        staged.cleanup()
+
+
+@pytest.fixture
+def stopped(server: StagedServer) -> StagedServer:
+    server.stop()
+    return server
+
+
+@pytest.fixture
+def running(server: StagedServer) -> StagedServer:
+    if server.process is None:
+        server.start()
+    server.wait_ready()
+    return server
+
+
+class Step:
+    """One `python -m app.db.migrate` process, timed from its start."""
+
+    def __init__(self, service: Service, url: URL | str, **settings: str) -> None:
+        self.started = time.monotonic()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "app.db.migrate"],
+            cwd=service.path,
+            env=service.env(url, **settings),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    def finish(self) -> tuple[int, list[str], float]:
+        """(exit code, output lines, seconds it ran)."""
+        try:
+            output, _ = self.process.communicate(timeout=STEP_SECONDS)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.communicate()
+        lines = [line for line in output.splitlines() if line.strip()]
+        return self.process.returncode, lines, time.monotonic() - self.started
+
+
+def assert_one_failure_line(lines: list[str], *needles: str) -> str:
+    """Exactly one FAILED line; anything else is a logged wait. No traceback, no password."""
+    failed = [line for line in lines if line.startswith("FAILED: ")]
+    assert len(failed) == 1, lines
+    assert all(line in failed or WAIT_LINE in line for line in lines), lines
+    assert not any("Traceback" in line or PASSWORD in line for line in lines), lines
+    for needle in needles:
+        assert needle in failed[0], failed[0]
+    return failed[0]
+
+
+def books(server: StagedServer, database: str) -> int:
+    return int(sql(server.url(database), "SELECT count(*) FROM book")[0][0][0])
+
+
+def test_waits_for_a_server_that_comes_up_late(service: Service, stopped: StagedServer) -> None:
+    step = Step(
+        service,
+        stopped.url(),
+        MIGRATION_WAIT_FOR_DATABASE_SECONDS="30",
+        MIGRATION_WAIT_INTERVAL_SECONDS="0.25",
+    )
+    time.sleep(2.0)  # the step finds no socket for a while
+    stopped.start()
+    up_after = time.monotonic() - step.started
+    code, lines, seconds = step.finish()
+    assert code == 0, lines
+    waits = [line for line in lines if WAIT_LINE in line]
+    assert len(waits) >= 3, lines  # ~2 s of tries every 0.25 s
+    assert "No such file or directory" in waits[0]
+    assert any("Database reachable after" in line for line in lines), lines
+    assert any("Running upgrade 0001 -> 0002" in line for line in lines), lines
+    assert books(stopped, "postgres") == 1
+    assert seconds < up_after + 10, (up_after, seconds)
+    print(f"server up after {up_after:.1f} s; step done after {seconds:.1f} s, {len(waits)} waits")
+    print("\n".join(waits))
+
+
+def test_gives_up_within_the_bound(service: Service, stopped: StagedServer) -> None:
+    step = Step(
+        service,
+        stopped.url(),
+        MIGRATION_WAIT_FOR_DATABASE_SECONDS="2",
+        MIGRATION_WAIT_INTERVAL_SECONDS="0.5",
+    )
+    code, lines, seconds = step.finish()
+    assert code == 1, lines
+    failed = assert_one_failure_line(
+        lines, "cannot connect to PostgreSQL at", "still not reachable after 2."
+    )
+    assert len(lines) - 1 >= 3, lines  # waits logged before giving up
+    # The bound, plus interpreter start-up; far less than the 60 s default.
+    assert 2.0 <= seconds < 6.0, seconds
+    print(f"gave up after {seconds:.1f} s: {failed}")
+
+
+def test_concurrent_steps_apply_each_revision_once(
+    service: Service, running: StagedServer
+) -> None:
+    sql(running.url(), "DROP DATABASE IF EXISTS concurrent", "CREATE DATABASE concurrent")
+    url = running.url("concurrent")
+    steps = [Step(service, url) for _ in range(3)]
+    results = [step.finish() for step in steps]
+    for code, lines, _ in results:
+        assert code == 0, lines
+    assert books(running, "concurrent") == 1
+    assert sql(url, "SELECT version_num FROM alembic_version")[0] == [("0002",)]
+    outputs = ["\n".join(lines) for _, lines, _ in results]
+    assert sum("Running upgrade 0001 -> 0002" in output for output in outputs) == 1, outputs
+    assert any("Another migration run holds the lock" in output for output in outputs), outputs
+    print("steps done after " + ", ".join(f"{seconds:.1f} s" for _, _, seconds in results))
+
+
+@pytest.mark.parametrize(
+    ("database", "password", "needle"),
+    [
+        ("postgres", "wrong-Pw", 'password authentication failed for user "postgres"'),
+        ("no_such_db", PASSWORD, 'database "no_such_db" does not exist'),
+    ],
+    ids=["wrong-password", "missing-database"],
+)
+def test_what_waiting_cannot_fix_fails_at_once(
+    service: Service, running: StagedServer, database: str, password: str, needle: str
+) -> None:
+    step = Step(service, running.url(database, password), MIGRATION_WAIT_FOR_DATABASE_SECONDS="30")
+    code, lines, seconds = step.finish()
+    assert code == 1, lines
+    failed = assert_one_failure_line(lines, needle)
+    assert len(lines) == 1, lines  # not one retry
+    assert "wrong-Pw" not in failed
+    assert seconds < 5.0, seconds  # against a 30 s bound
+    print(f"failed after {seconds:.1f} s: {failed}")
+
+
+def test_a_missing_certificate_file_fails_at_once(service: Service) -> None:
+    # FileNotFoundError, as for a socket not there yet; over TCP it is a local file.
+    url = "postgresql://u:p@127.0.0.1:1/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem"
+    step = Step(service, url, MIGRATION_WAIT_FOR_DATABASE_SECONDS="30")
+    code, lines, seconds = step.finish()
+    assert code == 1, lines
+    assert len(lines) == 1, lines
+    assert seconds < 5.0, seconds
