@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 from helpers import Service, sql
-from staged_postgres import StagedServer
 from sqlalchemy.engine import URL
+from staged_postgres import StagedServer
 
 PASSWORD = "s3cret-Pw"
 WAIT_LINE = "Database not reachable yet"
@@ -170,9 +170,7 @@ def test_gives_up_within_the_bound(service: Service, stopped: StagedServer) -> N
     print(f"gave up after {seconds:.1f} s: {failed}")
 
 
-def test_concurrent_steps_apply_each_revision_once(
-    service: Service, running: StagedServer
-) -> None:
+def test_concurrent_steps_apply_each_revision_once(service: Service, running: StagedServer) -> None:
     sql(running.url(), "DROP DATABASE IF EXISTS concurrent", "CREATE DATABASE concurrent")
     url = running.url("concurrent")
     steps = [Step(service, url) for _ in range(3)]
