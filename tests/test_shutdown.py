@@ -27,6 +27,7 @@ from typing import IO, TypeVar
 from uuid import uuid4
 
 import pytest
+import yaml
 from dockerfile import exec_form, last
 from helpers import Service, render, sql
 from sqlalchemy.engine import URL
@@ -194,3 +195,15 @@ def _drain(lines: queue.Queue[str], output: list[str], marker: str) -> bool:
     while not lines.empty():
         output.append(lines.get().rstrip())
     return any(marker in line for line in output)
+
+
+def test_readme_and_compose_allow_for_the_graceful_shutdown(api: Service) -> None:
+    command = exec_form(last(api.path / "Dockerfile", "CMD"))
+    grace = int(command[command.index("--timeout-graceful-shutdown") + 1])
+    stop = yaml.safe_load((api.path / "compose.yaml").read_text())["services"]["app"][
+        "stop_grace_period"
+    ]
+    assert int(stop.removesuffix("s")) > grace  # compose waits longer than uvicorn
+    readme = " ".join((api.path / "README.md").read_text().split())
+    assert f"finish for up to {grace} s" in readme
+    assert f"`stop_grace_period: {stop}`" in readme
