@@ -129,7 +129,8 @@ def test_combination_renders_lints_and_migrates(
 def check_deploy_files(service: Service, answers: dict[str, Any]) -> None:
     """The image and compose files: lint- and schema-clean, and right for the answers."""
     root, package, web = service.path, service.package, answers["web"]
-    assert (root / package / "db/migrate.py").is_file()
+    assert (root / package / "db/migrate.py").is_file() and (root / ".dockerignore").is_file()
+    assert (root / package / "web/probe.py").exists() == (web == "fastapi")
     dockerfile = root / "Dockerfile"
     lint = service.run(Path(sys.executable).with_name("hadolint"), "--no-color", dockerfile)
     assert (lint.returncode, lint.stdout + lint.stderr) == (0, ""), lint.stdout
