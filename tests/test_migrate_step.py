@@ -25,58 +25,15 @@ from staged_postgres import StagedServer
 PASSWORD = "s3cret-Pw"
 WAIT_LINE = "Database not reachable yet"
 STEP_SECONDS = 60.0  # no step in this module may run longer
-REVISIONS = {
-    "0001_book.py": '''"""book"""
-import sqlalchemy as sa
-from alembic import op
-
-revision = "0001"
-down_revision = None
-
-
-def upgrade() -> None:
-    op.create_table("book", sa.Column("id", sa.Integer, primary_key=True), sa.Column("title", sa.Text))
-
-
-def downgrade() -> None:
-    op.drop_table("book")
-''',
-    # One row per time it is applied. In the database "concurrent" it keeps the
-    # lock until three steps are connected there, and a second more: the other
-    # two must find it taken.
-    "0002_seed.py": '''"""seed"""
-from alembic import op
-
-revision = "0002"
-down_revision = "0001"
-
-
-def upgrade() -> None:
-    op.execute("""
-        DO $$ BEGIN
-            FOR i IN 1..200 LOOP
-                PERFORM pg_stat_clear_snapshot();  -- else one snapshot per transaction
-                EXIT WHEN current_database() <> 'concurrent' OR (
-                    SELECT count(*) FROM pg_stat_activity WHERE datname = 'concurrent') >= 3;
-                PERFORM pg_sleep(0.1);
-            END LOOP;
-        END $$
-    """)
-    op.execute("SELECT pg_sleep(1)")
-    op.execute("INSERT INTO book (title) VALUES ('applied')")
-
-
-def downgrade() -> None:
-    op.execute("DELETE FROM book")
-''',
-}
+# Two revisions: a table, then one row per time it is applied (see the second).
+REVISIONS = Path(__file__).parent / "data" / "revisions"
 
 
 @pytest.fixture(scope="module")
 def service(default_render: Path, tmp_path_factory: pytest.TempPathFactory) -> Service:
     copy = Service(Path(shutil.copytree(default_render, tmp_path_factory.mktemp("mig") / "svc")))
-    for name, source in REVISIONS.items():
-        copy.write(f"alembic/versions/{name}", source)
+    for revision in REVISIONS.glob("*.py"):
+        shutil.copy(revision, copy.path / "alembic" / "versions")
     return copy
 
 
