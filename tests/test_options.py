@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+from dockerfile import exec_form, instructions, last
 from helpers import BOOK_MODEL, Service, assert_clean_render, render, table_names
 from sqlalchemy.engine import URL
 
@@ -108,6 +109,7 @@ def test_combination_renders_lints_and_migrates(
     assert squawk["entry"] == f"{answers['package_manager']} run python -m tests.migration_lint"
     squawk_config = tomllib.loads((root / ".squawk.toml").read_text())
     assert squawk_config["pg_version"] == f"{answers['postgres_version']}.0"
+    check_deploy_files(service, answers)
 
     # The full database cycle, through the real alembic command line.
     service.ok(service.alembic("upgrade", "head", database_url=database_url))
@@ -133,8 +135,60 @@ def test_combination_renders_lints_and_migrates(
     env = service.env(TEST_DATABASE_URL=postgres_server.render_as_string(hide_password=False))
     output = service.ok(service.pytest(env=env))
     passed = int(re.search(r"(\d+) passed", output).group(1))
-    assert passed == (16 if answers["web"] == "fastapi" else 12), output
+    assert passed == (19 if answers["web"] == "fastapi" else 15), output
     assert not re.search(r"\d+ (failed|error)", output), output
+
+
+def check_deploy_files(service: Service, answers: dict[str, Any]) -> None:
+    """The image and compose files: lint- and schema-clean, and right for the answers."""
+    root, package, web = service.path, service.package, answers["web"]
+    assert (root / package / "db/migrate.py").is_file() and (root / ".dockerignore").is_file()
+    assert (root / package / "web/probe.py").exists() == (web == "fastapi")
+    dockerfile = root / "Dockerfile"
+    lint = service.run(Path(sys.executable).with_name("hadolint"), "--no-color", dockerfile)
+    assert (lint.returncode, lint.stdout + lint.stderr) == (0, ""), lint.stdout
+    steps = instructions(dockerfile)
+    runs = "\n".join(arguments for name, arguments in steps if name == "RUN")
+    copies = {arguments for name, arguments in steps if name == "COPY"}
+    # Dependencies from the lock file alone, without the dev group.
+    if answers["package_manager"] == "uv":
+        assert "uv sync --frozen --no-dev" in runs and "pyproject.toml uv.lock ./" in copies
+    else:
+        assert "poetry install --only main" in runs
+        assert "pyproject.toml poetry.lock poetry.toml ./" in copies
+    # Base images pinned by tag; both Python stages on the one the answers chose.
+    assert ("ARG", f"PYTHON_IMAGE=python:{answers['python_version']}-slim-trixie") in steps
+    for name, arguments in steps:
+        image = arguments.split()[0]
+        assert (
+            name != "FROM" or image == "${PYTHON_IMAGE}" or re.fullmatch(r"[\w./-]+:[\w.-]+", image)
+        )
+    user = last(dockerfile, "USER")
+    assert user.isdigit() and int(user) != 0, user
+    command = exec_form(last(dockerfile, "CMD"))
+    has_health = any(name == "HEALTHCHECK" for name, _ in steps)
+    if web == "fastapi":
+        assert command[:2] == ["uvicorn", f"{package}.main:app"] and has_health
+    else:
+        assert command == ["python", "-m", f"{package}.db.migrate"] and not has_health
+    ignored = (root / ".dockerignore").read_text().splitlines()
+    assert {".env", ".devdb/", ".venv/", "tests/"} <= set(ignored)
+
+    compose = root / "compose.yaml"
+    schema = "vendor.compose-spec"
+    service.ok(
+        service.run(sys.executable, "-m", "check_jsonschema", "--builtin-schema", schema, compose)
+    )
+    services = yaml.safe_load(compose.read_text())["services"]
+    assert set(services) == {"db", "migrate"} | ({"app"} if web == "fastapi" else set())
+    assert services["migrate"]["command"] == ["python", "-m", f"{package}.db.migrate"]
+    assert services["migrate"]["depends_on"] == {"db": {"condition": "service_healthy"}}
+    if web == "fastapi":
+        assert services["app"]["build"] == "." and "command" not in services["app"]
+        assert services["app"]["depends_on"] == {
+            "db": {"condition": "service_healthy"},
+            "migrate": {"condition": "service_completed_successfully"},
+        }
 
 
 def test_uncommon_answers_do_not_leak_between_renders(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -36,6 +37,32 @@ def test_workflow_covers_three_pythons_and_two_postgres_majors() -> None:
     assert container["services"]["postgres"]["image"] == "postgres:${{ matrix.postgres }}"
     assert container["strategy"]["matrix"]["postgres"] != ["18"]  # 18 is the embedded one
     assert "TEST_DATABASE_URL" in container["env"]
+    for name in ("embedded-postgres", "service-container"):
+        assert {"run": "bash .ci/run"} in jobs[name]["steps"]
     for job in jobs.values():
-        assert {"run": "bash .ci/run"} in job["steps"]
         assert job["steps"][0]["with"]["fetch-depth"] == 0
+
+
+def test_image_job_builds_and_runs_the_image_for_both_package_managers() -> None:
+    job = yaml.safe_load(WORKFLOW.read_text())["jobs"]["image"]
+    assert set(job["strategy"]["matrix"]["package_manager"]) == {"uv", "poetry"}
+    assert job["services"]["postgres"]["image"] == "postgres:18"
+    assert {"run": "bash .ci/image ${{ matrix.package_manager }}"} in job["steps"]
+    script = (ROOT / ".ci" / "image").read_text()
+    for step in (
+        '-d web=fastapi -d package_manager="$manager"',
+        "lock",
+        "docker build",
+        "python -m app.db.migrate",
+        "curl -fsS localhost:8000/health",
+        ".State.Health.Status",
+        "docker stop",
+    ):
+        assert step in script, step
+    # The versions it locks with are the ones the Dockerfile pins.
+    dockerfile = (ROOT / "template" / "Dockerfile.jinja").read_text()
+    for tool, pin in (("uv", "ghcr.io/astral-sh/uv:"), ("poetry", "poetry==")):
+        version = re.search(rf"{re.escape(pin)}([\d.]+)", dockerfile).group(1)
+        assert f"{tool}=={version}" in script, (tool, version)
+    syntax = subprocess.run(["bash", "-n", ROOT / ".ci" / "image"], capture_output=True, text=True)
+    assert syntax.returncode == 0, syntax.stderr

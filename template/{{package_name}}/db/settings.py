@@ -94,6 +94,11 @@ class MigrationSettings(BaseSettings):
 
     MIGRATION_LOCK_TIMEOUT_SECONDS: float = Field(default=5.0, ge=0)
     MIGRATION_STATEMENT_TIMEOUT_SECONDS: float = Field(default=0.0, ge=0)  # 0 = no limit
+    # The migrate step (`python -m <package>.db.migrate`) only: how long it waits for a
+    # database that is not reachable yet (a container started before PostgreSQL), and
+    # how often it tries. 0 = try once.
+    MIGRATION_WAIT_FOR_DATABASE_SECONDS: float = Field(default=60.0, ge=0)
+    MIGRATION_WAIT_INTERVAL_SECONDS: float = Field(default=1.0, gt=0)
 
 
 class DatabaseSettings(MigrationSettings):

@@ -1,0 +1,209 @@
+"""SIGTERM to the API as its image runs it: a request in flight finishes, new ones
+are refused, and the lifespan disposes the engine, so that no connection of the
+app is left on the server.
+
+uvicorn runs with the rendered Dockerfile's own CMD arguments; its HEALTHCHECK
+command is the probe. A process that exits closes its sockets anyway, so the
+server is looked at after uvicorn has shut down but before the process exits:
+the launcher keeps it alive until the test has looked.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import IO, TypeVar
+from uuid import uuid4
+
+import pytest
+import yaml
+from dockerfile import exec_form, last
+from helpers import Service, render, sql
+from sqlalchemy.engine import URL
+
+SLOW_APP = '''"""Test-only: the app, plus a route that holds a connection for a second."""
+
+from sqlalchemy import text
+
+from app.main import create_app
+from app.web.database import SessionDep
+
+app = create_app()
+
+
+@app.get("/slow")
+async def slow(session: SessionDep) -> dict[str, str]:
+    await session.execute(text("SELECT pg_sleep(1)"))
+    return {"slept": "1 s"}
+'''
+# The `uvicorn` command line, in a process that outlives it: uvicorn re-raises the
+# SIGTERM it handled once it has shut down; this handler takes that one.
+LAUNCHER = """
+import signal, sys
+import uvicorn.main
+signal.signal(signal.SIGTERM, lambda *_: None)
+uvicorn.main.main(sys.argv[1:], standalone_mode=False)
+print("LAUNCHER: uvicorn returned", flush=True)
+sys.stdin.read()  # until the test has looked at the server
+"""
+SECONDS = 30.0  # bound for each wait below
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="module")
+def api(copier_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Service:
+    service = Service(
+        render(copier_template, tmp_path_factory.mktemp("api") / "svc", web="fastapi")
+    )
+    service.write("app/slow_app.py", SLOW_APP)
+    return service
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=SECONDS) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def until(condition: Callable[[], T], what: str) -> T:
+    deadline = time.monotonic() + SECONDS
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.05)
+    pytest.fail(f"not within {SECONDS:.0f} s: {what}")
+
+
+def test_sigterm_finishes_requests_in_flight_and_leaves_no_connection(
+    api: Service, database_url: URL, postgres_server: URL
+) -> None:
+    command = exec_form(last(api.path / "Dockerfile", "CMD"))
+    assert command[:2] == ["uvicorn", "app.main:app"], command
+    probe = exec_form(last(api.path / "Dockerfile", "HEALTHCHECK"))
+    assert probe[0] == "python", probe
+    tag = f"shutdown-{uuid4().hex[:8]}"
+    port = free_port()
+    env = api.env(
+        database_url.update_query_dict({"application_name": tag}),
+        UVICORN_HOST="127.0.0.1",
+        UVICORN_PORT=str(port),
+    )
+
+    def app_connections() -> list[tuple[str, str]]:
+        rows = sql(
+            postgres_server,
+            "SELECT state, query FROM pg_stat_activity "
+            f"WHERE application_name = '{tag}' AND datname = '{database_url.database}'",
+        )[0]
+        return [(row[0], row[1]) for row in rows]
+
+    def run_probe() -> subprocess.CompletedProcess[str]:
+        return api.run(sys.executable, *probe[1:], env=env, timeout=SECONDS)
+
+    refused = run_probe()  # nothing listens yet
+    assert refused.returncode == 1 and refused.stderr.startswith("unhealthy: "), refused
+    server = subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER, "app.slow_app:app", *command[2:]],
+        cwd=api.path,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    output: list[str] = []
+    assert server.stdout is not None
+    reader = threading.Thread(target=_forward, args=(server.stdout, lines))
+    reader.start()
+    try:
+        until(lambda: _answers(f"http://127.0.0.1:{port}/health"), "/health answers 200")
+        assert run_probe().returncode == 0
+        with ThreadPoolExecutor(1) as pool:
+            slow = pool.submit(get, f"http://127.0.0.1:{port}/slow")
+            until(
+                lambda: ("active", "SELECT pg_sleep(1)") in app_connections(),
+                "the slow request's query runs on the server",
+            )
+            signalled = time.monotonic()
+            server.send_signal(signal.SIGTERM)
+            time.sleep(0.2)
+            # The listening socket is closed at once; the request in flight goes on.
+            with pytest.raises(urllib.error.URLError, match="Connection refused"):
+                get(f"http://127.0.0.1:{port}/health")
+            assert not slow.done()
+            status, body = slow.result(timeout=SECONDS)
+            assert (status, json.loads(body)) == (200, {"slept": "1 s"})
+            answered = time.monotonic() - signalled
+        until(lambda: _drain(lines, output, "LAUNCHER: uvicorn returned"), "uvicorn shuts down")
+        shut_down = time.monotonic() - signalled
+        # The process is still alive: whatever the engine had not closed would show here.
+        assert server.poll() is None
+        assert app_connections() == []
+        text = "\n".join(output)
+        assert "Waiting for application shutdown." in text, text
+        assert "Application shutdown complete." in text, text
+        print(
+            f"in-flight request answered {answered:.2f} s after SIGTERM; shut down after {shut_down:.2f} s"
+        )
+    finally:
+        if server.stdin:
+            server.stdin.close()
+        try:
+            server.wait(SECONDS)
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait()
+            reader.join(SECONDS)
+    assert server.returncode == 0
+
+
+def _answers(url: str) -> bool:
+    try:
+        return get(url)[0] == 200
+    except OSError:
+        return False
+
+
+def _forward(stream: IO[str], lines: queue.Queue[str]) -> None:
+    for line in stream:
+        lines.put(line)
+
+
+def _drain(lines: queue.Queue[str], output: list[str], marker: str) -> bool:
+    while not lines.empty():
+        output.append(lines.get().rstrip())
+    return any(marker in line for line in output)
+
+
+def test_readme_and_compose_allow_for_the_graceful_shutdown(api: Service) -> None:
+    command = exec_form(last(api.path / "Dockerfile", "CMD"))
+    grace = int(command[command.index("--timeout-graceful-shutdown") + 1])
+    stop = yaml.safe_load((api.path / "compose.yaml").read_text())["services"]["app"][
+        "stop_grace_period"
+    ]
+    assert int(stop.removesuffix("s")) > grace  # compose waits longer than uvicorn
+    readme = " ".join((api.path / "README.md").read_text().split())
+    assert f"finish for up to {grace} s" in readme
+    assert f"`stop_grace_period: {stop}`" in readme
