@@ -204,12 +204,13 @@ def test_what_waiting_cannot_fix_fails_at_once(
 
 
 def test_a_missing_certificate_file_fails_at_once(service: Service) -> None:
-    # FileNotFoundError, as for a socket not there yet; over TCP it is a local file.
+    # Named when the settings are read: no connection attempt, no retry.
     url = "postgresql://u:p@127.0.0.1:1/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem"
     step = Step(service, url, MIGRATION_WAIT_FOR_DATABASE_SECONDS="30")
     code, lines, seconds = step.finish()
     assert code == 1, lines
     assert len(lines) == 1, lines
+    assert "sslrootcert file /nonexistent/ca.pem does not exist" in lines[0], lines
     assert seconds < 10.0, seconds  # against a 30 s bound
 
 

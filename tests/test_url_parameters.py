@@ -39,8 +39,8 @@ def arguments(url_module: ModuleType, query: str) -> tuple[str, dict[str, Any]]:
     ("query", "expected"),
     [
         # Handed to asyncpg's libpq-compatible parser.
-        ("sslmode=verify-ca&sslrootcert=/ca.pem", {"dsn": "postgresql://?sslmode=verify-ca&sslrootcert=%2Fca.pem"}),
-        ("sslcert=/c.pem&sslkey=/k.pem&sslmode=require", {"dsn": "postgresql://?sslcert=%2Fc.pem&sslkey=%2Fk.pem&sslmode=require"}),
+        ("sslmode=verify-ca&sslrootcert=/etc/hostname", {"dsn": "postgresql://?sslmode=verify-ca&sslrootcert=%2Fetc%2Fhostname"}),
+        ("sslcert=/etc/hostname&sslkey=/etc/hosts&sslmode=require", {"dsn": "postgresql://?sslcert=%2Fetc%2Fhostname&sslkey=%2Fetc%2Fhosts&sslmode=require"}),
         ("ssl=require", {"dsn": "postgresql://?sslmode=require"}),
         # Translated.
         ("options=-c%20search_path%3Da%2Cb%20-c%20jit%3Doff", {"server_settings": {"search_path": "a,b", "jit": "off"}}),
@@ -86,6 +86,11 @@ def test_a_libpq_host_list_becomes_sqlalchemy_multi_host_form(url_module: Module
         ("connect_timeout=soon", "connect_timeout=soon is not a number"),
         ("client_encoding=LATIN1", "client_encoding must be UTF8"),
         ("target_session_attrs=writable", "target_session_attrs=writable is not one of"),
+        (
+            "sslmode=verify-full&sslrootcert=/no/ca.pem",
+            "sslrootcert file /no/ca.pem does not exist",
+        ),
+        ("sslcert=/etc&sslkey=/etc/hosts", "sslcert file /etc does not exist or is not a file"),
     ],
 )
 def test_bad_parameters_are_named_without_the_url(

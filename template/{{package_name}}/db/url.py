@@ -13,6 +13,7 @@ contain the URL, so a password cannot leak through them.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from typing import Any
@@ -70,6 +71,8 @@ _DROPPED = frozenset(
 )
 # asyncpg's own names, which SQLAlchemy users already put in URLs (`?ssl=require`).
 _ASYNCPG_NAMES = {"ssl": str, "statement_cache_size": int, "command_timeout": float}
+# Files read at connect time: checked when the settings are read, to fail early and clearly.
+_FILES = ("sslrootcert", "sslcert", "sslkey", "sslcrl")
 # libpq allows these as parameters too; they move into the URL's own fields.
 _URL_FIELDS = {"dbname": "database", "user": "username", "password": "password"}
 _KNOWN = _TO_ASYNCPG_PARSER | _TRANSLATED | _KEPT | _CHECKED | _DROPPED | set(_ASYNCPG_NAMES)
@@ -110,6 +113,10 @@ def parse_database_url(value: object, name: str = "DATABASE_URL") -> URL:
         raise ValueError(f"{name} has port {url.port}, outside 1-65535")
     url = url.set(drivername=ASYNC_DRIVER)
     connect_arguments(url, name)  # unknown parameters and bad values are refused now
+    for key in _FILES:
+        path = url.query.get(key)
+        if isinstance(path, str) and path != "system" and not os.path.isfile(path):
+            raise ValueError(f"{name}: {key} file {path} does not exist or is not a file")
     return url
 
 
