@@ -30,6 +30,22 @@ target = os.environ["TARGET_URL"]
 """
 
 
+# The Alembic cookbook's recipe: a sync connection from `run_sync`, inside a transaction.
+RUN_SYNC = """
+        def upgrade(connection) -> None:
+            config.attributes["connection"] = {handed_in}
+            command.upgrade(config, "head")
+
+        async def start_up() -> None:
+            engine = create_async_engine(target, poolclass=pool.NullPool)
+            async with engine.begin() as connection:
+                await connection.run_sync(upgrade)
+            await engine.dispose()
+
+        asyncio.run(start_up())
+"""
+
+
 @pytest.fixture
 def booked(service: Service, database_url: URL) -> Service:
     """A service with one revision (the book table) not yet applied."""
@@ -100,22 +116,7 @@ def test_async_engine_handed_in_is_used_and_disposed(booked: Service, database_u
 
 def test_connection_handed_in_through_run_sync_is_used(booked: Service, database_url: URL) -> None:
     run_program(
-        booked,
-        database_url,
-        """
-        def upgrade(connection) -> None:
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
-
-        async def start_up() -> None:
-            engine = create_async_engine(target, poolclass=pool.NullPool)
-            async with engine.begin() as connection:  # the Alembic cookbook's recipe
-                await connection.run_sync(upgrade)
-            await engine.dispose()
-
-        asyncio.run(start_up())
-        """,
-        with_database_url=False,
+        booked, database_url, RUN_SYNC.format(handed_in="connection"), with_database_url=False
     )
     assert "book" in table_names(database_url)
 
@@ -152,18 +153,8 @@ def test_an_object_with_connect_is_used_as_pytest_alembic_hands_it_in(
             def connect(self):
                 yield self.connection
 
-        def upgrade(connection) -> None:
-            config.attributes["connection"] = WrappingConnection(connection)
-            command.upgrade(config, "head")
-
-        async def start_up() -> None:
-            engine = create_async_engine(target, poolclass=pool.NullPool)
-            async with engine.begin() as connection:
-                await connection.run_sync(upgrade)
-            await engine.dispose()
-
-        asyncio.run(start_up())
-        """,
+        """
+        + RUN_SYNC.format(handed_in="WrappingConnection(connection)"),
         with_database_url=False,
     )
     assert "book" in table_names(database_url)
@@ -185,22 +176,7 @@ def test_an_autocommit_block_inside_the_callers_transaction_is_refused_whole(
     )
     booked.write(
         "program.py",
-        PRELUDE
-        + textwrap.dedent(
-            """
-            def upgrade(connection) -> None:
-                config.attributes["connection"] = connection
-                command.upgrade(config, "head")
-
-            async def start_up() -> None:
-                engine = create_async_engine(target, poolclass=pool.NullPool)
-                async with engine.begin() as connection:
-                    await connection.run_sync(upgrade)
-                await engine.dispose()
-
-            asyncio.run(start_up())
-            """
-        ),
+        PRELUDE + textwrap.dedent(RUN_SYNC.format(handed_in="connection")),
     )
     env = booked.env(TARGET_URL=database_url.render_as_string(hide_password=False))
     result = booked.run(sys.executable, "program.py", env=env)
