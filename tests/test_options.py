@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import re
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,9 @@ OPTIONS = {
     "ci": ["github", "none"],
 }
 ROTATING = {
-    "python_version": ["3.11", "3.12", "3.13"],
+    # 3.14 is checked without a 3.14 interpreter: ruff and mypy take the target from
+    # the rendered pyproject (target-version, python_version).
+    "python_version": ["3.11", "3.12", "3.13", "3.14"],
     "postgres_version": [15, 16, 17, 18],
     "package_name": ["app", "bookstore"],
 }
@@ -64,6 +67,13 @@ def test_combination_renders_lints_and_migrates(
     root = service.path
     python = sys.executable
     assert_clean_render(root)
+
+    # The Python version reaches every tool's target.
+    pyproject = tomllib.loads((root / "pyproject.toml").read_text())
+    version = answers["python_version"]
+    assert pyproject["project"]["requires-python"] == f">={version}"
+    assert pyproject["tool"]["ruff"]["target-version"] == f"py{version.replace('.', '')}"
+    assert pyproject["tool"]["mypy"]["python_version"] == version
 
     # Files that depend on the options, and only those.
     assert (root / "poetry.toml").exists() == (answers["package_manager"] == "poetry")
@@ -128,8 +138,6 @@ def test_uncommon_answers_do_not_leak_between_renders(
     copier_template: Path, tmp_path: Path
 ) -> None:
     """No author: pyproject has no authors entry and stays valid TOML."""
-    import tomllib
-
     root = render(copier_template, tmp_path / "anon", author_name="")
     project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
     assert "authors" not in project
