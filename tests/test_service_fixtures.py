@@ -57,7 +57,12 @@ async def test_fails_after_committing(db_session: AsyncSession, session_database
     raise AssertionError("failing on purpose")
 
 
-async def test_nothing_is_left_by_the_failed_test(
+async def test_fails_inside_the_database(db_session: AsyncSession) -> None:
+    await save_book(db_session, "twice")
+    await save_book(db_session, "twice")  # IntegrityError: the title is unique
+
+
+async def test_nothing_is_left_by_the_failed_tests(
     db_session: AsyncSession, session_database_url: URL
 ) -> None:
     assert await count_books(db_session) == 0
@@ -135,8 +140,11 @@ def test_db_session_rolls_back_commits_and_failed_tests(
 
     result = service.pytest("tests/test_isolation.py", env=env)
 
-    assert outcomes(result.stdout) == {"passed": 3, "failed": 1}, result.stdout
+    # Both failures are the tests' own: teardown rolled back without an error.
+    assert outcomes(result.stdout) == {"passed": 3, "failed": 2}, result.stdout
     assert "FAILED tests/test_isolation.py::test_fails_after_committing" in result.stdout
+    assert "FAILED tests/test_isolation.py::test_fails_inside_the_database" in result.stdout
+    assert "IntegrityError" in result.stdout
     # After the run: the database the tests shared is gone from the server.
     used = (service.path / "databases-used").read_text()
     rows = sql(postgres_server, f"SELECT 1 FROM pg_database WHERE datname = '{used}'")[0]
