@@ -136,7 +136,12 @@ def test_db_session_rolls_back_commits_and_failed_tests(
     service.add_book_revision(database_url)
     service.write("tests/books.py", COUNT_BOOKS)
     service.write("tests/test_isolation.py", SESSION_TESTS)
-    env = service.env(TEST_DATABASE_URL=postgres_server.render_as_string(hide_password=False))
+    # libpq parameters asyncpg does not know: every engine the fixtures make must go
+    # through engine_for, or it fails with "unexpected keyword argument 'sslmode'".
+    server = postgres_server.update_query_dict(
+        {"sslmode": "disable", "application_name": "fixture-tests"}
+    )
+    env = service.env(TEST_DATABASE_URL=server.render_as_string(hide_password=False))
 
     result = service.pytest("tests/test_isolation.py", env=env)
 
