@@ -22,7 +22,9 @@ OPTIONS = {
     "ci": ["github", "none"],
 }
 ROTATING = {
-    "python_version": ["3.11", "3.12", "3.13"],
+    # 3.14 is checked without a 3.14 interpreter: ruff and mypy take the target from
+    # the rendered pyproject (target-version, python_version).
+    "python_version": ["3.11", "3.12", "3.13", "3.14"],
     "postgres_version": [15, 16, 17, 18],
     "package_name": ["app", "bookstore"],
 }
@@ -66,6 +68,13 @@ def test_combination_renders_lints_and_migrates(
     root = service.path
     python = sys.executable
     assert_clean_render(root)
+
+    # The Python version reaches every tool's target.
+    pyproject = tomllib.loads((root / "pyproject.toml").read_text())
+    version = answers["python_version"]
+    assert pyproject["project"]["requires-python"] == f">={version}"
+    assert pyproject["tool"]["ruff"]["target-version"] == f"py{version.replace('.', '')}"
+    assert pyproject["tool"]["mypy"]["python_version"] == version
 
     # Files that depend on the options, and only those.
     assert (root / "poetry.toml").exists() == (answers["package_manager"] == "poetry")
@@ -135,7 +144,7 @@ def test_combination_renders_lints_and_migrates(
     env = service.env(TEST_DATABASE_URL=postgres_server.render_as_string(hide_password=False))
     output = service.ok(service.pytest(env=env))
     passed = int(re.search(r"(\d+) passed", output).group(1))
-    assert passed == (19 if answers["web"] == "fastapi" else 15), output
+    assert passed == (25 if answers["web"] == "fastapi" else 18), output
     assert not re.search(r"\d+ (failed|error)", output), output
 
 

@@ -26,6 +26,8 @@ ASYNC_DRIVER = "postgresql+asyncpg"
 # PaaS providers hand out postgres:// URLs; both spellings mean "PostgreSQL, default driver".
 _CONVERTIBLE_SCHEMES = frozenset({"postgres", "postgresql", ASYNC_DRIVER})
 _EXAMPLE = "postgresql+asyncpg://user:password@localhost:5432/dbname"
+# A name, not `except (A, B):`, which ruff formats without parentheses for py314 targets.
+_NOT_A_URL = (ArgumentError, ValueError)
 
 # Handed to asyncpg's own libpq-compatible parser, as a DSN holding only these:
 # it implements libpq's TLS rules (verify-ca does not check the host name,
@@ -92,7 +94,7 @@ def parse_database_url(value: object, name: str = "DATABASE_URL") -> URL:
         text = _host_list_as_query(value.strip(), name)
         try:
             url = make_url(text)
-        except (ArgumentError, ValueError):
+        except _NOT_A_URL:
             raise ValueError(f"{name} is not a URL; expected {_EXAMPLE}") from None
     else:
         raise ValueError(f"{name} is empty; expected {_EXAMPLE}")

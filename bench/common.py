@@ -1,0 +1,91 @@
+"""What every section shares: paths, the one timing helper, the run's context."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+# what, how, ours, reference
+Row = tuple[str, str, str, str]
+
+
+@dataclass
+class Context:
+    workdir: Path
+    template: Path  # this checkout's template, committed to a throwaway git repo
+    server: Any  # sqlalchemy URL of the run's PostgreSQL
+    repeat: int
+    quick: bool
+
+
+def alternate(repeat: int, **actions: Callable[[], object]) -> dict[str, float]:
+    """Median seconds of each action, run in turn so drift hits all alike, after a warm-up
+    run of each (it writes the .pyc files a user's second run would find).
+
+    An action that returns a float has timed itself (a clock inside the process it ran,
+    around the part that matters): that replaces the wall time around it.
+    """
+    for action in actions.values():
+        action()
+    samples: dict[str, list[float]] = {name: [] for name in actions}
+    for _ in range(repeat):
+        for name, action in actions.items():
+            start = time.perf_counter()
+            measured = action()
+            elapsed = time.perf_counter() - start
+            samples[name].append(measured if isinstance(measured, float) else elapsed)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def check(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    if result.returncode != 0:
+        raise SystemExit(f"{result.args} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def run(*args: str | Path, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return check(subprocess.run([str(a) for a in args], capture_output=True, text=True, **kwargs))
+
+
+def load_module(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# The rendered services' embedded-server settings and data directory, for the bench's server.
+embedded_server = load_module(ROOT / "template" / "tests" / "embedded_server.py")
+
+
+def template_repo(workdir: Path) -> Path:
+    """This checkout's template, committed to a throwaway git repo (copier renders from git)."""
+    repo = workdir / "template-repo"
+    repo.mkdir()
+    for name in ("copier.yml", "template", "extensions"):
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, repo / name)
+    identity = {
+        f"GIT_{who}_{what}": value
+        for who in ("AUTHOR", "COMMITTER")
+        for what, value in (("NAME", "bench"), ("EMAIL", "b@b"))
+    }
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "bench"]):
+        run("git", *command, cwd=repo, env={**os.environ, **identity})
+    return repo
