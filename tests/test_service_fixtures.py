@@ -122,7 +122,8 @@ async def test_a_posted_row_is_seen_by_the_test_and_gone_in_the_next(
 
 
 async def test_health_sees_the_database(client: AsyncClient) -> None:
-    assert (await client.get("/health")).json() == {"status": "ok", "database": "up"}
+    health = {"status": "ok", "database": "up", "replica": "none"}
+    assert (await client.get("/health")).json() == health
 """
 
 
