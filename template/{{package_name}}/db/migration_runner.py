@@ -25,25 +25,21 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from alembic import context
-from alembic.operations.ops import MigrationScript
 from alembic.runtime.migration import MigrationContext
 from alembic.util import CommandError
 from pydantic import ValidationError
-from sqlalchemy import MetaData, inspect, pool, text
+from sqlalchemy import pool, text
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from .autogenerate import ENUM_LIBRARY_IMPORT
 from .errors import describe_database_error
 from .session import engine_for
 from .settings import DatabaseSettings, MigrationSettings, settings_error_line
 
 logger = logging.getLogger("alembic.env")  # under alembic.ini's `alembic` logger
 
-ENUM_LIBRARY_OPS = frozenset({"AddEnumValuesOp", "SyncEnumValuesOp"})
-ENUM_LIBRARY_IMPORT = (
-    "import alembic_postgresql_enum  # noqa: F401  (registers op.sync_enum_values)"
-)
 # Concurrent runs on one database (replicas starting together) queue on this key.
 MIGRATION_LOCK_KEY = 0x616C656D  # "alem"
 LOCK_POLL_SECONDS = 0.2
@@ -263,40 +259,6 @@ def refuse_autocommit_blocks(migration_context: MigrationContext, where: str) ->
         )
 
     migration_context.autocommit_block = refuse  # type: ignore[method-assign]
-
-
-def guard_autogenerate(
-    migration_context: MigrationContext, revision: Any, directives: list[MigrationScript]
-) -> None:
-    """Refuse destructive revisions from an empty model registry; skip empty ones."""
-    metadata = migration_context.opts.get("target_metadata")
-    connection = migration_context.connection
-    if isinstance(metadata, MetaData) and not metadata.tables and connection is not None:
-        version_table = migration_context._version.name
-        tables = sorted(set(inspect(connection).get_table_names()) - {version_table})
-        if tables:
-            package = __name__.split(".")[0]
-            raise CommandError(
-                f"Base.metadata has no tables but the database has {len(tables)} "
-                f"({', '.join(tables[:5])}{', ...' if len(tables) > 5 else ''}): "
-                "autogenerate would drop them all. Is every model imported in "
-                f"{package}/models/__init__.py? Nothing was written."
-            )
-    # Only `alembic revision --autogenerate` sets this; `alembic check` runs this
-    # hook too and needs the (empty) directives to stay in place.
-    config = migration_context.config
-    if config is None or not getattr(config.cmd_opts, "autogenerate", False):
-        return
-    script = directives[0]
-    if all(ops.is_empty() for ops in script.upgrade_ops_list):
-        directives[:] = []
-        print("No schema changes detected; no revision file written.")
-        return
-    # `op.add_enum_value` and `op.sync_enum_values` exist once alembic-postgresql-enum
-    # is imported; `upgrade` no longer imports it, so the revision does.
-    ops = [op for ops in (*script.upgrade_ops_list, *script.downgrade_ops_list) for op in ops.ops]
-    if any(type(op).__name__ in ENUM_LIBRARY_OPS for op in ops):
-        script.imports.add(ENUM_LIBRARY_IMPORT)
 
 
 def load_settings(factory: Callable[[], MigrationSettings]) -> MigrationSettings:
