@@ -20,17 +20,9 @@ from pathlib import Path
 from uuid import uuid4
 
 import pytest
+from certificates import Certificates, make_certificates
 from helpers import ROOT, Service, render, sql, to_asyncpg
-from servers import (
-    Certificates,
-    Cluster,
-    PgBouncer,
-    Workspace,
-    embedded_bindir,
-    make_certificates,
-    missing,
-    os_bindir,
-)
+from servers import Cluster, PgBouncer, Workspace, embedded_bindir, missing, os_bindir
 from sqlalchemy.engine import URL
 
 TLS_CLIENT = "tls_client"  # the role that logs in with a client certificate
