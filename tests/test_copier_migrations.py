@@ -7,11 +7,14 @@ operations import it, since `upgrade` no longer does.
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
 from helpers import ROOT, Service, applied_versions, load_copier_migration, one_line_failure, sql
+from sqlalchemy.engine import URL
+from test_update import IDENTITY, TEMPLATE_FILES, commit_all, copier_update, git, render_committed
 
 OLD_CONFTEST = Path(__file__).parent / "data" / "v0_1_0_conftest.py.jinja"
 # A revision as alembic-postgresql-enum wrote it under v0.2.0: no import of its own.
@@ -144,3 +147,37 @@ def test_v0_3_0_finds_every_head_and_merge_parent(tmp_path: Path) -> None:
             f"revision: str = {name!r}\ndown_revision = {down!r}\n"
         )
     assert migration.heads(tmp_path) == ["d", "e"]
+
+
+def test_a_real_update_across_v0_3_0_runs_both_fix_ups(
+    tmp_path: Path, database_url: URL, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """copier itself runs the v0.3.0 entries of `_migrations` (versions, paths, python)."""
+    for key, value in IDENTITY.items():
+        monkeypatch.setenv(key, value)
+    repo = tmp_path / "template"
+    repo.mkdir()
+    for name in TEMPLATE_FILES:
+        source = ROOT / name
+        copy = shutil.copytree if source.is_dir() else shutil.copy2
+        copy(source, repo / name)
+    git(repo, "init", "-q")
+    commit_all(repo, "v0.2.0")
+    git(repo, "tag", "v0.2.0")
+    (repo / "template" / "NOTES.md").write_text("v0.3.0\n")
+    commit_all(repo, "v0.3.0")
+    git(repo, "tag", "v0.3.0")
+
+    service = Service(render_committed(repo, tmp_path / "svc", "v0.2.0"))
+    service.write_revision("r1", None, 'sa.Enum("draft", name="book_status").create(op.get_bind())')
+    service.write("alembic/versions/r2.py", V0_2_0_ENUM_REVISION)
+    commit_all(service.path, "an enum revision as v0.2.0 wrote it")
+
+    output = service.ok(copier_update(service, "--vcs-ref", "v0.3.0"))
+
+    assert "alembic/versions/r2.py: added `import alembic_postgresql_enum`" in output, output
+    assert "pyproject.toml: the migration lint starts after r2 " in output, output
+    service.ok(service.alembic("upgrade", "head", database_url=database_url))
+    assert "no problems in 0 revision(s)" in service.ok(
+        service.run(sys.executable, "-m", "tests.migration_lint")
+    )

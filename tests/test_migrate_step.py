@@ -197,7 +197,9 @@ def test_concurrent_steps_apply_each_revision_once(service: Service, running: Cl
 def test_what_waiting_cannot_fix_fails_at_once(
     service: Service, running: Cluster, database: str, password: str, needle: str
 ) -> None:
-    step = Step(service, running.socket_url(database, password), MIGRATION_WAIT_FOR_DATABASE_SECONDS="30")
+    step = Step(
+        service, running.socket_url(database, password), MIGRATION_WAIT_FOR_DATABASE_SECONDS="30"
+    )
     code, lines, seconds = step.finish()
     assert code == 1, lines
     failed = assert_one_failure_line(lines, needle)
