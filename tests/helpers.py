@@ -263,15 +263,23 @@ class Service:
     def revisions(self) -> list[Path]:
         return sorted((self.path / "alembic" / "versions").glob("*.py"))
 
-    def write_revision(self, revision: str, down: str | None, upgrade: str) -> None:
-        """A revision file as a user would write one (its downgrade does nothing)."""
-        body = textwrap.indent(textwrap.dedent(upgrade).strip(), "    ")
-        self.write(
+    def write_revision(
+        self, revision: str, down: str | tuple[str, ...] | None, upgrade: str
+    ) -> Path:
+        """A revision file as a user would write one (its downgrade does nothing).
+
+        Comment lines at the start of `upgrade` go above it (squawk acknowledgements).
+        """
+        lines = textwrap.dedent(upgrade).strip().splitlines()
+        comments = [line for line in lines if line.startswith("#")]
+        body = textwrap.indent("\n".join(line for line in lines if line not in comments), "    ")
+        return self.write(
             f"alembic/versions/{revision}.py",
             f'"""{revision}"""\n\nimport sqlalchemy as sa\nfrom alembic import op\n\n'
             f"revision = {revision!r}\ndown_revision = {down!r}\n"
-            f"branch_labels = None\ndepends_on = None\n\n\n"
-            f"def upgrade() -> None:\n{body}\n\n\ndef downgrade() -> None:\n    pass\n",
+            "branch_labels = None\ndepends_on = None\n\n"
+            + "".join(f"{comment}\n" for comment in comments)
+            + f"\ndef upgrade() -> None:\n{body}\n\n\ndef downgrade() -> None:\n    pass\n",
         )
 
     def concurrently(self, commands: list[list[str]], env: dict[str, str]) -> list[tuple[int, str]]:

@@ -11,7 +11,6 @@ import re
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -34,23 +33,6 @@ op.create_table(
 )
 op.create_index("ix_book_title", "book", ["title"])
 """
-
-
-def write_revision(
-    service: Service, name: str, down: str | tuple[str, ...] | None, upgrade: str
-) -> Path:
-    """alembic/versions/<name>.py; `upgrade` may start with comment lines (acknowledgements)."""
-    lines = textwrap.dedent(upgrade).strip().splitlines()
-    comments = [line for line in lines if line.startswith("#")]
-    body = textwrap.indent("\n".join(line for line in lines if line not in comments), "    ")
-    return service.write(
-        f"alembic/versions/{name}.py",
-        f'"""{name}"""\n\nimport sqlalchemy as sa\nfrom alembic import op\n\n'
-        f"revision = {name!r}\ndown_revision = {down!r}\n"
-        "branch_labels = None\ndepends_on = None\n\n"
-        + "".join(f"{comment}\n" for comment in comments)
-        + f"\ndef upgrade() -> None:\n{body}\n\n\ndef downgrade() -> None:\n    pass\n",
-    )
 
 
 def findings(output: str) -> dict[str, set[str]]:
@@ -112,10 +94,10 @@ def dangerous_suite_run(
     service = Service(
         Path(shutil.copytree(default_render, tmp_path_factory.mktemp("dangerous") / "svc"))
     )
-    write_revision(service, "tables", None, TABLES)
+    service.write_revision("tables", None, TABLES)
     down = "tables"
     for name, (upgrade, _) in DANGEROUS.items():
-        write_revision(service, name, down, upgrade)
+        service.write_revision(name, down, upgrade)
         down = name
     # No database needed: the lint renders offline SQL.
     return service.pytest("tests/test_migration_lint.py")
@@ -144,9 +126,8 @@ def test_each_dangerous_revision_is_reported_with_its_rule(
 def test_an_acknowledged_revision_passes_and_a_missing_reason_is_one_line(
     service: Service,
 ) -> None:
-    write_revision(service, "tables", None, TABLES)
-    required = write_revision(
-        service,
+    service.write_revision("tables", None, TABLES)
+    required = service.write_revision(
         "required",
         "tables",
         """
@@ -155,8 +136,8 @@ def test_an_acknowledged_revision_passes_and_a_missing_reason_is_one_line(
         """,
     )
     # A branch and its merge: the merge's SQL starts from two parents.
-    write_revision(service, "side", "tables", 'op.add_column("book", sa.Column("note", sa.Text()))')
-    write_revision(service, "merge", ("required", "side"), "pass")
+    service.write_revision("side", "tables", 'op.add_column("book", sa.Column("note", sa.Text()))')
+    service.write_revision("merge", ("required", "side"), "pass")
     result = service.run(*LINT)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout == "squawk: no problems in 4 revision(s)\n"
@@ -173,8 +154,8 @@ def test_an_acknowledged_revision_passes_and_a_missing_reason_is_one_line(
 
 
 def test_make_and_pre_commit_run_the_lint(service: Service) -> None:
-    write_revision(service, "tables", None, TABLES)
-    index = write_revision(service, "index", "tables", DANGEROUS["index"][0])
+    service.write_revision("tables", None, TABLES)
+    index = service.write_revision("index", "tables", DANGEROUS["index"][0])
     tables = service.path / "alembic/versions/tables.py"
     gitkeep = service.path / "alembic/versions/.gitkeep"
 
@@ -203,14 +184,13 @@ def test_make_and_pre_commit_run_the_lint(service: Service) -> None:
 def test_alembic_version_table_is_not_linted_with_every_rule_on(service: Service) -> None:
     """The first revision's SQL creates alembic_version (a VARCHAR(32) key): Alembic's, not ours."""
     service.write(".squawk.toml", 'pg_version = "18.0"\nexcluded_rules = []\n')
-    write_revision(
-        service,
+    service.write_revision(
         "tables",
         None,
         'op.create_table("tag", sa.Column("id", sa.BigInteger(), sa.Identity(), primary_key=True))',
     )
-    write_revision(
-        service, "code", "tables", 'op.create_table("code", sa.Column("c", sa.String(8)))'
+    service.write_revision(
+        "code", "tables", 'op.create_table("code", sa.Column("c", sa.String(8)))'
     )
     result = service.run(*LINT)
     assert result.returncode == 1
@@ -227,7 +207,7 @@ def interpreter_without_squawk(tmp_path: Path) -> Path:
 
 
 def test_bad_set_ups_give_one_line(service: Service, tmp_path: Path) -> None:
-    write_revision(service, "tables", None, TABLES)
+    service.write_revision("tables", None, TABLES)
     python = interpreter_without_squawk(tmp_path)
     env = service.env(PATH="/usr/bin:/bin")
     result = service.run(python, "-m", "tests.migration_lint", env=env)
@@ -246,9 +226,7 @@ def test_bad_set_ups_give_one_line(service: Service, tmp_path: Path) -> None:
     )
 
     config.write_text(rendered)
-    write_revision(
-        service, "reads", "tables", 'op.get_bind().execute(sa.text("SELECT 1")).scalar()'
-    )
+    service.write_revision("reads", "tables", 'op.get_bind().execute(sa.text("SELECT 1")).scalar()')
     result = service.run(*LINT)
     assert result.returncode == 1
     [line] = result.stdout.splitlines()

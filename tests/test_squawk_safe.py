@@ -14,7 +14,7 @@ import sys
 import pytest
 from helpers import Service, sql
 from sqlalchemy.engine import URL
-from test_squawk import LINT, findings, write_revision
+from test_squawk import LINT, findings
 
 TABLES = """
 op.create_table(
@@ -39,7 +39,7 @@ def readme_recipes(service: Service) -> list[str]:
 
 
 def test_readme_recipes_pass_the_lint_and_run(service: Service, database_url: URL) -> None:
-    write_revision(service, "tables", None, TABLES)
+    service.write_revision("tables", None, TABLES)
     recipes = readme_recipes(service)
     assert len(recipes) == 8
     down = "tables"
