@@ -28,14 +28,14 @@ from alembic import context
 from alembic.runtime.migration import MigrationContext
 from alembic.util import CommandError
 from pydantic import ValidationError
-from sqlalchemy import pool, text
+from sqlalchemy import text
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .autogenerate import ENUM_LIBRARY_IMPORT
 from .errors import describe_database_error
-from .session import engine_for
+from .session import create_migration_engine
 from .settings import DatabaseSettings, MigrationSettings, settings_error_line
 
 logger = logging.getLogger("alembic.env")  # under alembic.ini's `alembic` logger
@@ -84,13 +84,7 @@ def run_online(
             assert isinstance(settings, DatabaseSettings)
             url = settings.migration_url
             run.through_pooler = settings.migrates_through_pooler
-            engine = engine_for(
-                url,
-                pooler=settings.DATABASE_POOLER if run.through_pooler else "none",
-                connect_timeout=settings.DATABASE_CONNECT_TIMEOUT_SECONDS,
-                poolclass=pool.NullPool,
-            )
-            run_coroutine(run_on_async_engine(engine, run))
+            run_coroutine(run_on_async_engine(create_migration_engine(settings), run))
         elif isinstance(handed_in, Connection):
             run(handed_in)
         elif isinstance(handed_in, AsyncEngine):
