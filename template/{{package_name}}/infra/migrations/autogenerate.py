@@ -1,15 +1,22 @@
-"""What `alembic revision --autogenerate` may write. Template-owned.
+"""Autogenerate (`alembic revision --autogenerate`, `alembic check`). Template-owned.
 
-alembic/env.py passes `guard_autogenerate` as `process_revision_directives`:
-no revision that would drop every table because the model registry is empty, no
-empty revision, and an import of alembic-postgresql-enum in revisions that use its
-operations (`upgrade` no longer imports the library itself).
+- `autogenerating()`: whether this run compares the models with the database;
+  only then does env.py import the models and the ENUM support.
+- `enable_enum_autogenerate(include_name)`: alembic-postgresql-enum, so that
+  autogenerate creates, alters and, in downgrades, drops PostgreSQL ENUM types
+  (plain Alembic leaves them behind: alembic#89, #1612).
+- `guard_autogenerate`, env.py's `process_revision_directives`: no revision that
+  would drop every table because the model registry is empty, no empty revision,
+  and an import of alembic-postgresql-enum in revisions that use its operations
+  (`upgrade` does not import the library itself).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from alembic import context
 from alembic.operations.ops import MigrationScript
 from alembic.runtime.migration import MigrationContext
 from alembic.util import CommandError
@@ -20,6 +27,27 @@ ENUM_LIBRARY_OPS = frozenset({"AddEnumValuesOp", "SyncEnumValuesOp"})
 ENUM_LIBRARY_IMPORT = (
     "import alembic_postgresql_enum  # noqa: F401  (registers op.sync_enum_values)"
 )
+
+
+def autogenerating() -> bool:
+    """True for `revision --autogenerate` and `check`, the runs that compare models.
+
+    Alembic hands those (and only those) a revision context; call after configure.
+    """
+    return "revision_context" in context.get_context().opts
+
+
+def enable_enum_autogenerate(include_name: Callable[[str], bool] | None = None) -> None:
+    """Compare PostgreSQL ENUM types too; `include_name` hides the ones it returns False for."""
+    import alembic_postgresql_enum  # only autogenerate needs it: `upgrade` starts faster
+
+    alembic_postgresql_enum.set_configuration(
+        alembic_postgresql_enum.Config(
+            # Its ops are not in Alembic's stubs: revisions pass `mypy --strict`.
+            add_type_ignore=True,
+            include_name=include_name or (lambda name: True),
+        )
+    )
 
 
 def guard_autogenerate(

@@ -27,8 +27,8 @@ from typing import Any, Literal
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
+from .engines import create_read_engine
 from .errors import describe_database_error
-from .session import create_read_engine
 from .settings import DatabaseSettings
 
 logger = logging.getLogger(__name__)

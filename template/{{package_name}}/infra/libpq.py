@@ -1,14 +1,11 @@
-"""PostgreSQL URLs as providers print them (libpq's form), made ready for asyncpg.
+"""libpq's connection parameters, as asyncpg's `connect()` keywords.
 
-Template-owned: `copier update` keeps this file current.
+Template-owned: `copier update` keeps this file current. Called by
+database_url.py only, once per URL, when settings are read.
 
-SQLAlchemy's asyncpg dialect hands every URL query key to `asyncpg.connect()`,
-which knows none of libpq's names (`sslmode=require` ends in a TypeError).
-`parse_database_url` checks a URL once, when settings are read, and
-`connect_arguments` turns it into asyncpg's arguments, for the app's engine,
-alembic/env.py and the test fixtures alike. Each libpq parameter is handled in
-one of the ways the tables below say; an unknown one is refused. Messages never
-contain the URL, so a password cannot leak through them.
+Each libpq parameter is handled in one of the ways the tables below say; an
+unknown one is refused. Messages name the setting and the parameter, never the
+URL, so a password cannot leak through them.
 """
 
 from __future__ import annotations
@@ -16,18 +13,9 @@ from __future__ import annotations
 import os
 import re
 import shlex
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
-
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
-
-ASYNC_DRIVER = "postgresql+asyncpg"
-# PaaS providers hand out postgres:// URLs; both spellings mean "PostgreSQL, default driver".
-_CONVERTIBLE_SCHEMES = frozenset({"postgres", "postgresql", ASYNC_DRIVER})
-_EXAMPLE = "postgresql+asyncpg://user:password@localhost:5432/dbname"
-# A name, not `except (A, B):`, which ruff formats without parentheses for py314 targets.
-_NOT_A_URL = (ArgumentError, ValueError)
 
 # Handed to asyncpg's own libpq-compatible parser, as a DSN holding only these:
 # it implements libpq's TLS rules (verify-ca does not check the host name,
@@ -52,7 +40,7 @@ _TRANSLATED = frozenset(
     {"options", "application_name", "fallback_application_name", "connect_timeout"}
 )
 # Kept in the URL, where SQLAlchemy's dialect reads them (`host` may repeat: several hosts).
-_KEPT = frozenset({"host", "target_session_attrs", "prepared_statement_cache_size"})
+KEPT = frozenset({"host", "target_session_attrs", "prepared_statement_cache_size"})
 # Checked, then dropped: see _check_channel_binding; asyncpg speaks UTF8 only.
 _CHECKED = frozenset({"channel_binding", "client_encoding"})
 # Client-side knobs asyncpg has no equivalent for and that weaken no guarantee:
@@ -72,59 +60,22 @@ _DROPPED = frozenset(
     }
 )
 # asyncpg's own names, which SQLAlchemy users already put in URLs (`?ssl=require`).
-_ASYNCPG_NAMES = {"ssl": str, "statement_cache_size": int, "command_timeout": float}
+ASYNCPG_NAMES = {"ssl": str, "statement_cache_size": int, "command_timeout": float}
 # Files read at connect time: checked when the settings are read, to fail early and clearly.
 _FILES = ("sslrootcert", "sslcert", "sslkey", "sslcrl")
-# libpq allows these as parameters too; they move into the URL's own fields.
-_URL_FIELDS = {"dbname": "database", "user": "username", "password": "password"}
-_KNOWN = _TO_ASYNCPG_PARSER | _TRANSLATED | _KEPT | _CHECKED | _DROPPED | set(_ASYNCPG_NAMES)
+_KNOWN = _TO_ASYNCPG_PARSER | _TRANSLATED | KEPT | _CHECKED | _DROPPED | set(ASYNCPG_NAMES)
 
 _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 _SESSION_ATTRS = ("any", "primary", "standby", "prefer-standby", "read-write", "read-only")
 _SETTING = re.compile(r"(?:-c|--)([A-Za-z_][\w.]*)=(.*)", re.DOTALL)
-# libpq's multi-host form (`h1:5432,h2:5433`), which SQLAlchemy's URL parser cannot read.
-_HOST_LIST = re.compile(r"(?P<head>[\w+]+://(?:[^@/]*@)?)(?P<hosts>[^/?@]*,[^/?]*)(?P<rest>.*)")
 
 
-def parse_database_url(value: object, name: str = "DATABASE_URL") -> URL:
-    """Return `value` as an asyncpg URL, or raise ValueError naming the problem."""
-    if isinstance(value, URL):
-        url = value
-    elif isinstance(value, str) and value.strip():
-        text = _host_list_as_query(value.strip(), name)
-        try:
-            url = make_url(text)
-        except _NOT_A_URL:
-            raise ValueError(f"{name} is not a URL; expected {_EXAMPLE}") from None
-    else:
-        raise ValueError(f"{name} is empty; expected {_EXAMPLE}")
-    if url.drivername not in _CONVERTIBLE_SCHEMES:
-        raise ValueError(
-            f"{name} uses unsupported scheme '{url.drivername}'; this service "
-            f"needs PostgreSQL through asyncpg ({ASYNC_DRIVER}://; postgres:// and "
-            "postgresql:// are converted)"
-        )
-    moved: dict[str, Any] = {
-        field: _last(url.query[key]) for key, field in _URL_FIELDS.items() if key in url.query
-    }
-    if moved:
-        url = url.set(**moved).difference_update_query(_URL_FIELDS)
-    if not url.database:
-        raise ValueError(f"{name} names no database; expected {_EXAMPLE}")
-    if url.port is not None and not 0 < url.port < 65536:
-        raise ValueError(f"{name} has port {url.port}, outside 1-65535")
-    url = url.set(drivername=ASYNC_DRIVER)
-    connect_arguments(url, name)  # unknown parameters and bad values are refused now
-    for key in _FILES:
-        path = url.query.get(key)
-        if isinstance(path, str) and path != "system" and not os.path.isfile(path):
-            raise ValueError(f"{name}: {key} file {path} does not exist or is not a file")
-    return url
+def asyncpg_arguments(parameters: Mapping[str, str | tuple[str, ...]], name: str) -> dict[str, Any]:
+    """`asyncpg.connect()` keywords from a URL's query; ValueError for an unknown or bad one.
 
-
-def connect_arguments(url: URL, name: str = "DATABASE_URL") -> tuple[URL, dict[str, Any]]:
-    """(URL for SQLAlchemy, keyword arguments for `asyncpg.connect`) from a parsed URL."""
-    query = {key: _last(value) for key, value in url.query.items()}
+    `name` is the setting's, for messages.
+    """
+    query = {key: last(value) for key, value in parameters.items()}
     unknown = sorted(set(query) - _KNOWN)
     if unknown:
         raise ValueError(
@@ -134,7 +85,7 @@ def connect_arguments(url: URL, name: str = "DATABASE_URL") -> tuple[URL, dict[s
         )
     arguments: dict[str, Any] = {
         key: _number(name, key, query[key], kind)
-        for key, kind in _ASYNCPG_NAMES.items()
+        for key, kind in ASYNCPG_NAMES.items()
         if key in query and kind is not str
     }
     parser = {key: query[key] for key in _TO_ASYNCPG_PARSER & query.keys()}
@@ -167,30 +118,11 @@ def connect_arguments(url: URL, name: str = "DATABASE_URL") -> tuple[URL, dict[s
             arguments["timeout"] = max(seconds, 2)  # libpq treats 1 as 2
     if "prepared_statement_cache_size" in query:
         _number(name, "prepared_statement_cache_size", query["prepared_statement_cache_size"], int)
-    return url.set(query={k: v for k, v in url.query.items() if k in _KEPT}), arguments
-
-
-def describe_endpoint(url: URL) -> str:
-    """'host:port/db' (the socket directory, or every host) for messages; never the password."""
-    hosts = url.query.get("host")
-    if isinstance(hosts, tuple):  # already host:port each
-        return f"{','.join(hosts)}/{url.database}"
-    return f"{url.host or hosts or 'localhost'}:{url.port or 5432}/{url.database}"
-
-
-def _host_list_as_query(text: str, name: str) -> str:
-    """`scheme://u:p@h1:5432,h2/db?x` -> `scheme://u:p@/db?host=h1:5432&host=h2:5432&x`."""
-    match = _HOST_LIST.fullmatch(text)
-    if match is None:
-        return text
-    if "[" in match["hosts"]:
-        raise ValueError(f"{name}: a host list cannot hold IPv6 addresses; use host names")
-    hosts = []
-    for entry in match["hosts"].split(","):
-        host, colon, port = entry.partition(":")
-        hosts.append(f"host={quote(host, safe='')}:{port or 5432}")
-    path, _, query = match["rest"].partition("?")
-    return f"{match['head']}{path or '/'}?" + "&".join([*hosts, *filter(None, [query])])
+    for key in _FILES:
+        path = query.get(key)
+        if path is not None and path != "system" and not os.path.isfile(path):
+            raise ValueError(f"{name}: {key} file {path} does not exist or is not a file")
+    return arguments
 
 
 def _server_settings(name: str, query: dict[str, str]) -> dict[str, str]:
@@ -235,7 +167,8 @@ def _number(name: str, key: str, value: str, kind: type[int] | type[float]) -> i
     return number
 
 
-def _last(value: str | tuple[str, ...]) -> str:
+def last(value: str | tuple[str, ...]) -> str:
+    """The last of a repeated parameter, as libpq takes it."""
     return value[-1] if isinstance(value, tuple) else value
 
 

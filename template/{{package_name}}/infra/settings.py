@@ -1,16 +1,16 @@
-"""Database settings: the URLs, the pooler, the pool, and one-line errors.
+"""The database layer's settings: URLs, pooler, pool, timeouts, migration bounds.
 
 Template-owned: `copier update` keeps this file current. Add your own settings
 to `Settings` in core/config.py, which subclasses `DatabaseSettings`.
 
-URLs are parsed by db/url.py (libpq's form, as providers print it) rather than
-pydantic's `PostgresDsn`, which refuses Unix-socket URLs with an empty host
-(`postgresql://user@/db?host=/run/postgresql`, the embedded server's).
+Each URL is parsed once, here, into a `DatabaseUrl` (database_url.py) that
+carries what the engines need; pydantic's `PostgresDsn` is not used because it
+refuses Unix-socket URLs with an empty host (the embedded server's).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Self
+from typing import Annotated, Self
 
 from pydantic import (
     BeforeValidator,
@@ -22,19 +22,9 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from sqlalchemy.engine import URL
 
-from .url import connect_arguments, describe_endpoint, parse_database_url
+from .database_url import DatabaseUrl, Pooler, parse_database_url
 
-__all__ = [
-    "DatabaseSettings",
-    "MigrationSettings",
-    "describe_endpoint",  # lived here before db/url.py
-    "parse_database_url",  # lived here before db/url.py
-    "settings_error_line",
-]
-
-Pooler = Literal["none", "transaction"]
 # What a transaction-mode pooler passes on at connect time (PgBouncer's list);
 # anything else in `options` it refuses with "unsupported startup parameter".
 POOLER_STARTUP_PARAMETERS = frozenset({"application_name"})
@@ -52,62 +42,63 @@ def settings_error_line(exc: ValidationError) -> str:
     return "invalid settings: " + "; ".join(problems)
 
 
-def _url(value: object, info: ValidationInfo) -> URL:
+def _url(value: object, info: ValidationInfo) -> DatabaseUrl:
     return parse_database_url(value, str(info.field_name))
 
 
-def _optional_url(value: object, info: ValidationInfo) -> URL | None:
+def _optional_url(value: object, info: ValidationInfo) -> DatabaseUrl | None:
     return None if value is None or value == "" else _url(value, info)
 
 
-def _masked(url: URL | None) -> str | None:
+def _masked(url: DatabaseUrl | None) -> str | None:
     # Serialised with the password masked: settings dumps are safe to log.
-    return None if url is None else url.render_as_string(hide_password=True)
+    return None if url is None else url.url.render_as_string(hide_password=True)
 
 
 _SCHEMA = WithJsonSchema({"type": "string", "format": "uri"})
 # NoDecode: a plain string in the environment, not JSON.
-DatabaseUrl = Annotated[URL, NoDecode, BeforeValidator(_url), PlainSerializer(_masked), _SCHEMA]
-OptionalDatabaseUrl = Annotated[
-    URL | None, NoDecode, BeforeValidator(_optional_url), PlainSerializer(_masked), _SCHEMA
+DatabaseUrlSetting = Annotated[
+    DatabaseUrl, NoDecode, BeforeValidator(_url), PlainSerializer(_masked), _SCHEMA
+]
+OptionalDatabaseUrlSetting = Annotated[
+    DatabaseUrl | None, NoDecode, BeforeValidator(_optional_url), PlainSerializer(_masked), _SCHEMA
 ]
 
 
-class MigrationSettings(BaseSettings):
-    """Bounds for `alembic upgrade`: fail fast instead of queueing behind a long lock.
-
-    Has no required field, so env.py can read it even when a connection is handed
-    in through `config.attributes` and DATABASE_URL is not set.
-    """
-
+class _FromEnvironment(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env",
         extra="ignore",
         # Keeps values (passwords) out of ValidationError messages.
         hide_input_in_errors=True,
-        # sqlalchemy.URL is not a pydantic type; its repr masks the password.
+        # DatabaseUrl is not a pydantic type; its repr masks the password.
         arbitrary_types_allowed=True,
         # The schema is built when a subclass is first instantiated, not for each
         # class on import: `alembic` commands start faster.
         defer_build=True,
     )
 
+
+class MigrationSettings(_FromEnvironment):
+    """The bounds of a migration run. No URL among them: `alembic upgrade --sql` and a
+    run on a handed-in connection read these alone."""
+
     MIGRATION_LOCK_TIMEOUT_SECONDS: float = Field(default=5.0, ge=0)
     MIGRATION_STATEMENT_TIMEOUT_SECONDS: float = Field(default=0.0, ge=0)  # 0 = no limit
-    # The migrate step (`python -m <package>.db.migrate`) only: how long it waits for a
-    # database that is not reachable yet (a container started before PostgreSQL), and
-    # how often it tries. 0 = try once.
+    # The migrate step (`python -m <package>.infra.migrate`) only: how long it waits
+    # for a database that is not reachable yet (a container started before
+    # PostgreSQL), and how often it tries. 0 = try once.
     MIGRATION_WAIT_FOR_DATABASE_SECONDS: float = Field(default=60.0, ge=0)
     MIGRATION_WAIT_INTERVAL_SECONDS: float = Field(default=1.0, gt=0)
 
 
-class DatabaseSettings(MigrationSettings):
-    """Settings the database layer needs; core/config.py's `Settings` extends it."""
+class ConnectionSettings(_FromEnvironment):
+    """Where the service connects and how: URLs, pooler, pool, timeouts, standbys."""
 
-    DATABASE_URL: DatabaseUrl
+    DATABASE_URL: DatabaseUrlSetting
     # A direct connection for migrations when DATABASE_URL is a pooler's (Prisma's
     # `directUrl`): session locks and autocommit blocks need a session of their own.
-    DATABASE_MIGRATION_URL: OptionalDatabaseUrl = None
+    DATABASE_MIGRATION_URL: OptionalDatabaseUrlSetting = None
     # "transaction": DATABASE_URL is a transaction-mode pooler (PgBouncer, Supavisor).
     DATABASE_POOLER: Pooler = "none"
     DATABASE_CONNECT_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0)
@@ -122,7 +113,7 @@ class DatabaseSettings(MigrationSettings):
     DATABASE_POOL_PRE_PING: bool = True
     # Reads on hot standbys (README "Scaling reads"): one URL, or a libpq host list
     # (h1:5432,h2:5432) tried in order. Unset: reads use the primary's pool.
-    DATABASE_READ_URL: OptionalDatabaseUrl = None
+    DATABASE_READ_URL: OptionalDatabaseUrlSetting = None
     # true: reads fail while the standby is unusable, instead of going to the primary.
     DATABASE_READ_STRICT: bool = False
     # Short: a read waits this long on an unreachable standby before giving up on it.
@@ -132,25 +123,26 @@ class DatabaseSettings(MigrationSettings):
     # Reads skip a standby further behind than this; 0 = no bound (and no lag query).
     DATABASE_READ_MAX_LAG_SECONDS: float = Field(default=0.0, ge=0)
 
-    @property
-    def migration_url(self) -> URL:
-        return self.DATABASE_MIGRATION_URL or self.DATABASE_URL
-
-    @property
-    def migrates_through_pooler(self) -> bool:
-        return self.DATABASE_POOLER == "transaction" and self.DATABASE_MIGRATION_URL is None
-
     @model_validator(mode="after")
-    def _pooler_passes_the_startup_parameters(self) -> Self:
-        if self.DATABASE_POOLER != "transaction":
-            return self
+    def _connect_as_configured(self) -> Self:
+        """Each URL with its pooler and connect timeout; the pooler's refusals, now."""
+        pooler, timeout = self.DATABASE_POOLER, self.DATABASE_CONNECT_TIMEOUT_SECONDS
+        self.DATABASE_URL = self.DATABASE_URL.using(pooler=pooler, connect_timeout=timeout)
+        if self.DATABASE_MIGRATION_URL is not None:  # direct, by definition
+            self.DATABASE_MIGRATION_URL = self.DATABASE_MIGRATION_URL.using(
+                pooler="none", connect_timeout=timeout
+            )
+        if self.DATABASE_READ_URL is not None:
+            self.DATABASE_READ_URL = self.DATABASE_READ_URL.using(
+                pooler=pooler, connect_timeout=self.DATABASE_READ_CONNECT_TIMEOUT_SECONDS
+            )
         for name in ("DATABASE_URL", "DATABASE_READ_URL"):
-            url = getattr(self, name)
-            if url is None:
+            url: DatabaseUrl | None = getattr(self, name)
+            if url is None or url.pooler != "transaction":
                 continue
-            _, arguments = connect_arguments(url, name)
-            server_settings = set(arguments.get("server_settings", {}))
-            refused = sorted(server_settings - POOLER_STARTUP_PARAMETERS)
+            refused = sorted(
+                set(url.connect_args.get("server_settings", {})) - POOLER_STARTUP_PARAMETERS
+            )
             if refused:
                 raise ValueError(
                     f"{name} sets {refused[0]} at connect time (options=-c ...), which a "
@@ -158,3 +150,7 @@ class DatabaseSettings(MigrationSettings):
                     f"parameter); set it on the role instead: ALTER ROLE ... SET {refused[0]} = ..."
                 )
         return self
+
+
+class DatabaseSettings(ConnectionSettings, MigrationSettings):
+    """Everything the database layer reads; core/config.py's `Settings` extends it."""

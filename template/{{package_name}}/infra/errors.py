@@ -13,7 +13,7 @@ import ssl
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
-from {{ package_name }}.db.url import describe_endpoint
+from .database_url import describe_endpoint
 
 # What a server answers while it cannot take connections yet: 57P03 (starting up,
 # shutting down, in recovery) and class 08's connection failures. Not 08P01, which

@@ -7,9 +7,9 @@ from fastapi import APIRouter, Response, status
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from {{ package_name }}.db.errors import describe_database_error
-from {{ package_name }}.db.reads import ReadSessions, ReplicaState
-from {{ package_name }}.web.database import EngineDep, ReadsDep
+from ..errors import describe_database_error
+from ..read_sessions import ReadSessions, ReplicaState
+from .database import EngineDep, ReadSessionsDep
 
 logger = logging.getLogger(__name__)
 router = APIRouter()
@@ -19,9 +19,11 @@ PROBE_TIMEOUT_SECONDS = 3.0
 
 
 @router.get("/health")
-async def health(engine: EngineDep, reads: ReadsDep, response: Response) -> dict[str, str]:
+async def health(
+    engine: EngineDep, read_sessions: ReadSessionsDep, response: Response
+) -> dict[str, str]:
     # The standby only adds "replica": reads fall back to the primary without it.
-    replica = await replica_state(reads)
+    replica = await replica_state(read_sessions)
     try:
         async with asyncio.timeout(PROBE_TIMEOUT_SECONDS), engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
@@ -33,10 +35,10 @@ async def health(engine: EngineDep, reads: ReadsDep, response: Response) -> dict
     return {"status": "ok", "database": "up", "replica": replica}
 
 
-async def replica_state(reads: ReadSessions) -> ReplicaState:
-    """The standby as reads see it; db/reads.py logs why it is down, once."""
+async def replica_state(read_sessions: ReadSessions) -> ReplicaState:
+    """The standby as reads see it; read_sessions.py logs why it is down, once."""
     try:
         async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
-            return await reads.replica_state()
+            return await read_sessions.replica_state()
     except TimeoutError:
         return "down"

@@ -1,0 +1,12 @@
+"""The template's part of this service. Template-owned: `copier update` keeps every
+file in this folder current; your code goes outside it (README: "Where things go").
+
+Layers, each importing only those above it in this list:
+- database_url.py, libpq.py: a PostgreSQL URL, parsed once into what engines need;
+- settings.py: `DatabaseSettings`, which core/config.py's `Settings` extends;
+- errors.py: one readable line for a database failure;
+- engines.py, read_sessions.py: the app's engines, sessions and read-only sessions;
+- migrations/: what alembic/env.py calls; migrate.py, the deploy's migrate step;
+- web/ (FastAPI): lifespan, session dependencies, /health; healthcheck.py, the
+  image's HEALTHCHECK command.
+"""
