@@ -1,9 +1,9 @@
 """squawk on each revision's offline SQL: what `alembic upgrade <down>:<rev> --sql` prints.
 
 Template-owned: `copier update` keeps this file current. One implementation for
-tests/test_migration_lint.py, `make lint-migrations` and the pre-commit hook:
+tests/infra/test_migration_lint.py, `make lint-migrations` and the pre-commit hook:
 
-    python -m tests.migration_lint [alembic/versions/<revision>.py ...]
+    python -m tests.infra.migration_lint [alembic/versions/<revision>.py ...]
 
 Each revision is linted on its own, so an acknowledgement covers that revision
 only. A revision that does a flagged thing on purpose says so in its file, with
@@ -39,7 +39,7 @@ from alembic.config import Config
 from alembic.runtime.environment import EnvironmentContext
 from alembic.script import Script, ScriptDirectory
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the project: tests/infra/ is two below
 SQUAWK_CONFIG = ROOT / ".squawk.toml"
 ACKNOWLEDGEMENT = re.compile(r"^\s*#\s*squawk-ignore\s+(?P<rule>[\w-]+)\s*(?::(?P<reason>.*))?$")
 # Alembic's bookkeeping table, in the SQL of every first revision: not the revision's doing.

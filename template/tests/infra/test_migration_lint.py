@@ -1,4 +1,4 @@
-"""Every revision's offline SQL passes squawk (tests/migration_lint.py, .squawk.toml).
+"""Every revision's offline SQL passes squawk (tests/infra/migration_lint.py, .squawk.toml).
 
 Template-owned. No database needed. A revision that does a flagged thing on purpose
 acknowledges it in its own file: `# squawk-ignore <rule>: <why it is safe>`.

@@ -1,6 +1,6 @@
 """Where the embedded test server keeps its data, and the cleanup of crashed sessions'.
 
-Template-owned: `copier update` keeps this file current. Used by tests/db_fixtures.py.
+Template-owned: `copier update` keeps this file current. Used by tests/infra/db_fixtures.py.
 """
 
 from __future__ import annotations
