@@ -68,7 +68,7 @@ def load_module(path: Path) -> ModuleType:
 
 
 # The rendered services' embedded-server settings and data directory, for the bench's server.
-embedded_server = load_module(ROOT / "template" / "tests" / "embedded_server.py")
+embedded_server = load_module(ROOT / "template" / "tests" / "infra" / "embedded_server.py")
 
 
 def template_repo(workdir: Path) -> Path:

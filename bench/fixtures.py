@@ -38,9 +38,10 @@ from pytest_postgresql import factories
 from sqlalchemy import pool
 from sqlalchemy.engine import URL, make_url
 
-from app.db.session import engine_for
+from app.infra.database_url import parse_database_url
+from app.infra.engines import engine_for
 
-from .db_fixtures import make_alembic_config
+from .infra.db_fixtures import make_alembic_config
 
 SERVER = make_url(os.environ["TEST_DATABASE_URL"])
 
@@ -51,7 +52,7 @@ def migrate(host, port, user, dbname, password=None, **_):
         "postgresql+asyncpg", user, password, None, int(port), dbname, {"host": host}
     )
     config = make_alembic_config()
-    config.attributes["connection"] = engine_for(url, poolclass=pool.NullPool)
+    config.attributes["connection"] = engine_for(parse_database_url(url), poolclass=pool.NullPool)
     command.upgrade(config, "head")
 
 

@@ -96,6 +96,7 @@ def stock_project(ours: Path, project: Path, url: str) -> Path:
     env = replace(
         env,
         "target_metadata = None",
+        "import app.models  # noqa: F401  every model onto Base.metadata\n"
         "from app.db.base import Base\ntarget_metadata = Base.metadata",
     )
     (project / "alembic/env.py").write_text(env)
@@ -119,6 +120,7 @@ def seed_project(ours: Path, project: Path) -> Path:
     env = replace(
         env,
         "target_metadata = None",
+        "import app.models  # noqa: F401  every model onto Base.metadata\n"
         "from app.core.config import get_settings\nfrom app.db.base import Base\n\n"
         "target_metadata = Base.metadata",
     )

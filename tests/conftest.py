@@ -24,8 +24,18 @@ from certificates import Certificates, make_certificates
 from helpers import ROOT, Service, render, sql, to_asyncpg
 from servers import Cluster, PgBouncer, Workspace, embedded_bindir, missing, os_bindir
 from sqlalchemy.engine import URL
+from updating import IDENTITY
 
 TLS_CLIENT = "tls_client"  # the role that logs in with a client certificate
+
+
+@pytest.fixture(scope="module")
+def git_identity() -> Iterator[None]:
+    """Commits (ours and copier's own) must not depend on the machine's git config."""
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in IDENTITY.items():
+            patch.setenv(key, value)
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +45,7 @@ def copier_template_root() -> Path:
 
 @pytest.fixture(scope="session")
 def copier_template_paths() -> list[str]:
-    return ["copier.yml", "template", "extensions", "migrations"]
+    return ["copier.yml", "template", "extensions", "update_fixups"]
 
 
 @pytest.fixture(scope="session")

@@ -38,9 +38,9 @@ _SCRUBBED_ENV = (
 )
 
 
-def load_copier_migration(name: str) -> ModuleType:
-    """A script of migrations/ (copier's `_migrations`), as a module."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "migrations" / f"{name}.py")
+def load_fixup(name: str) -> ModuleType:
+    """A script of update_fixups/ (copier's `_migrations`), as a module."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "update_fixups" / f"{name}.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -61,7 +61,13 @@ def render(template: Path, dst: Path, **answers: Any) -> Path:
 
 
 def files_of(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file() and ".git" not in p.parts)
+    """What a render holds. Not bytecode: copier never renders it (copier.yml's
+    _exclude), but tests that run a shared render's code leave it behind."""
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file() and ".git" not in p.parts and "__pycache__" not in p.parts
+    )
 
 
 def assert_clean_render(root: Path) -> None:

@@ -143,7 +143,7 @@ def test_two_heads_fail_the_service_suite_with_the_fix(
     env = service.env(TEST_DATABASE_URL=postgres_server.render_as_string(hide_password=False))
     result = service.pytest(env=env)
     assert result.returncode == 1, result.stdout
-    summary = "FAILED tests/test_migrations.py::test_there_is_at_most_one_head"
+    summary = "FAILED tests/infra/test_migrations.py::test_there_is_at_most_one_head"
     assert summary in result.stdout, result.stdout
     # The failure line, and under CI=true also its untruncated copy in the summary.
     messages = [line for line in result.stdout.splitlines() if "AssertionError: several" in line]

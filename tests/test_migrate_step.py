@@ -1,4 +1,4 @@
-"""The deploy's migrate step, `python -m app.db.migrate`, as a release phase or a
+"""The deploy's migrate step, `python -m app.infra.migrate`, as a release phase or a
 Kubernetes Job runs it: against a PostgreSQL this module starts late, never,
 for several steps at once, and with a wrong password or database.
 
@@ -65,12 +65,12 @@ def running(server: Cluster) -> Cluster:
 
 
 class Step:
-    """One `python -m app.db.migrate` process, timed from its start."""
+    """One `python -m app.infra.migrate` process, timed from its start."""
 
     def __init__(self, service: Service, url: URL | str | None, **settings: str) -> None:
         self.started = time.monotonic()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "app.db.migrate"],
+            [sys.executable, "-m", "app.infra.migrate"],
             cwd=service.path,
             env=service.env(url, **settings),
             stdout=subprocess.PIPE,

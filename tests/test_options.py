@@ -79,7 +79,7 @@ def test_combination_renders_lints_and_migrates(
     # Files that depend on the options, and only those.
     assert (root / "poetry.toml").exists() == (answers["package_manager"] == "poetry")
     assert (root / service.package / "main.py").exists() == (answers["web"] == "fastapi")
-    assert (root / "tests/test_health.py").exists() == (answers["web"] == "fastapi")
+    assert (root / "tests/infra/test_health.py").exists() == (answers["web"] == "fastapi")
     workflow = root / ".github/workflows/ci.yml"
     assert workflow.exists() == (answers["ci"] == "github")
     assert not (root / ".github").exists() or answers["ci"] == "github"
@@ -104,7 +104,7 @@ def test_combination_renders_lints_and_migrates(
         for command in (
             "ruff check",
             "mypy",
-            "python -m tests.migration_lint",
+            "python -m tests.infra.migration_lint",
             "alembic upgrade head",
             "alembic check",
             "pytest",
@@ -115,10 +115,13 @@ def test_combination_renders_lints_and_migrates(
     )
     hooks = yaml.safe_load((root / ".pre-commit-config.yaml").read_text())["repos"][-1]["hooks"]
     [squawk] = [hook for hook in hooks if hook["id"] == "squawk"]
-    assert squawk["entry"] == f"{answers['package_manager']} run python -m tests.migration_lint"
+    assert (
+        squawk["entry"] == f"{answers['package_manager']} run python -m tests.infra.migration_lint"
+    )
     squawk_config = tomllib.loads((root / ".squawk.toml").read_text())
     assert squawk_config["pg_version"] == f"{answers['postgres_version']}.0"
     check_deploy_files(service, answers)
+    check_layout(service)
 
     # The full database cycle, through the real alembic command line.
     service.ok(service.alembic("upgrade", "head", database_url=database_url))
@@ -148,11 +151,33 @@ def test_combination_renders_lints_and_migrates(
     assert not re.search(r"\d+ (failed|error)", output), output
 
 
+# What a reader of Alembic's `async` template looks for in env.py.
+ENV_PY_PATTERNS = (
+    r"from {package}\.db\.base import Base",
+    r"get_settings.*DATABASE_URL",
+    r"async_engine_from_config",
+    r"^def run_migrations_offline\(\)",
+    r"^def do_run_migrations\(connection",
+    r"^async def run_async_migrations\(\)",
+    r"^def run_migrations_online\(\)",
+)
+
+
+def check_layout(service: Service) -> None:
+    """env.py in the shape of Alembic's async template; every module small."""
+    env_py = (service.path / "alembic/env.py").read_text()
+    for pattern in ENV_PY_PATTERNS:
+        assert re.search(pattern.format(package=service.package), env_py, re.M), pattern
+    assert len(env_py.splitlines()) <= 110
+    for path in service.path.rglob("*.py"):
+        assert len(path.read_text().splitlines()) <= 300, path
+
+
 def check_deploy_files(service: Service, answers: dict[str, Any]) -> None:
     """The image and compose files: lint- and schema-clean, and right for the answers."""
     root, package, web = service.path, service.package, answers["web"]
-    assert (root / package / "db/migrate.py").is_file() and (root / ".dockerignore").is_file()
-    assert (root / package / "web/probe.py").exists() == (web == "fastapi")
+    assert (root / package / "infra/migrate.py").is_file() and (root / ".dockerignore").is_file()
+    assert (root / package / "infra/healthcheck.py").exists() == (web == "fastapi")
     dockerfile = root / "Dockerfile"
     lint = service.run(Path(sys.executable).with_name("hadolint"), "--no-color", dockerfile)
     assert (lint.returncode, lint.stdout + lint.stderr) == (0, ""), lint.stdout
@@ -179,7 +204,7 @@ def check_deploy_files(service: Service, answers: dict[str, Any]) -> None:
     if web == "fastapi":
         assert command[:2] == ["uvicorn", f"{package}.main:app"] and has_health
     else:
-        assert command == ["python", "-m", f"{package}.db.migrate"] and not has_health
+        assert command == ["python", "-m", f"{package}.infra.migrate"] and not has_health
     ignored = (root / ".dockerignore").read_text().splitlines()
     assert {".env", ".devdb/", ".venv/", "tests/"} <= set(ignored)
 
@@ -190,7 +215,7 @@ def check_deploy_files(service: Service, answers: dict[str, Any]) -> None:
     )
     services = yaml.safe_load(compose.read_text())["services"]
     assert set(services) == {"db", "migrate"} | ({"app"} if web == "fastapi" else set())
-    assert services["migrate"]["command"] == ["python", "-m", f"{package}.db.migrate"]
+    assert services["migrate"]["command"] == ["python", "-m", f"{package}.infra.migrate"]
     assert services["migrate"]["depends_on"] == {"db": {"condition": "service_healthy"}}
     if web == "fastapi":
         assert services["app"]["build"] == "." and "command" not in services["app"]

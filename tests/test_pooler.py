@@ -25,7 +25,7 @@ import sys
 from sqlalchemy import text
 
 from app.core.config import get_settings
-from app.db.session import create_engine
+from app.infra.engines import create_app_engine
 
 TAG = int(sys.argv[1])
 
@@ -42,7 +42,7 @@ async def unit(engine, task, i, tally):
 
 
 async def main():
-    engine = create_engine(get_settings())
+    engine = create_app_engine(get_settings())
     tally = {"errors": 0, "wrong": 0}
 
     async def task(t):
@@ -116,10 +116,10 @@ def test_an_undeclared_pooler_is_named_in_the_error(service: Service, pooled_url
         "probe.py",
         "import asyncio\n\nfrom sqlalchemy import text\n\n"
         "from app.core.config import get_settings\n"
-        "from app.db.errors import describe_database_error\n"
-        "from app.db.session import create_engine\n\n\n"
+        "from app.infra.engines import create_app_engine\n"
+        "from app.infra.errors import describe_database_error\n\n\n"
         "async def main() -> None:\n"
-        "    engine = create_engine(get_settings())\n"
+        "    engine = create_app_engine(get_settings())\n"
         "    try:\n"
         "        async with engine.connect() as connection:\n"
         '            await connection.execute(text("SELECT 1"))\n'

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import assert_clean_render, files_of, render
+from helpers import ROOT, assert_clean_render, files_of, render
+from pathspec import PathSpec
 
 NON_DEFAULT = {
     "project_name": "Book Store",
@@ -35,19 +36,19 @@ def test_defaults_render_an_app_package(default_render: Path) -> None:
     for path in [
         "app/core/config.py",
         "app/db/base.py",
-        "app/db/session.py",
+        "app/infra/engines.py",
         "alembic.ini",
         "alembic/env.py",
         "alembic/script.py.mako",
         "alembic/versions/.gitkeep",
         "compose.yaml",
         ".env.example",
-        "tests/test_migrations.py",
+        "tests/infra/test_migrations.py",
     ]:
         assert (default_render / path).is_file(), path
     env_py = (default_render / "alembic/env.py").read_text()
     assert "from app.db.base import Base" in env_py
-    assert '"target_metadata": Base.metadata' in env_py
+    assert "target_metadata = Base.metadata" in env_py
     assert ".env" in (default_render / ".gitignore").read_text().splitlines()
 
 
@@ -66,6 +67,24 @@ def test_non_default_answers_reach_every_file(bookstore: Path) -> None:
     # PostgreSQL < 18 images keep their data one level deeper.
     assert db["volumes"] == ["db-data:/var/lib/postgresql/data"]
     assert "book_store_dev" in (bookstore / ".env.example").read_text()
+
+
+def test_ownership_is_a_folder(default_render: Path) -> None:
+    """In the package and in tests/, `copier update` overwrites exactly what is in infra/:
+    every other file there is skipped once it exists (the user's)."""
+    patterns = yaml.safe_load((ROOT / "copier.yml").read_text())["_skip_if_exists"]
+    users = PathSpec.from_lines(
+        "gitwildmatch", [p.replace("{{ package_name }}", "app") for p in patterns]
+    )
+    owned = {"app": set(), "tests": set()}
+    for path in files_of(default_render):
+        relative = path.relative_to(default_render)
+        if relative.parts[0] in owned:
+            assert users.match_file(str(relative)) == ("infra" not in relative.parts), relative
+            owned[relative.parts[0]].add(relative.parts[1])
+    assert "infra" in owned["app"] and "infra" in owned["tests"]
+    for folder in ("app/infra", "tests/infra"):
+        assert "Template-owned" in (default_render / folder / "__init__.py").read_text()
 
 
 def test_postgres_18_volume_path(default_render: Path) -> None:

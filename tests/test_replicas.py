@@ -35,8 +35,8 @@ import time
 from sqlalchemy import text
 
 from {package}.core.config import Settings
-from {package}.db.reads import ReadSessions, ReplicaUnavailable
-from {package}.db.session import create_engine
+from {package}.infra.engines import create_app_engine
+from {package}.infra.read_sessions import ReadSessions, ReplicaUnavailable
 
 logging.basicConfig(stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
 
@@ -54,7 +54,7 @@ async def read(reads):
 
 async def main():
     settings = Settings()
-    reads = ReadSessions(create_engine(settings), settings)
+    reads = ReadSessions(create_app_engine(settings), settings)
     for line in sys.stdin:
         command, argument = line.split()
         if command == "read":
@@ -89,7 +89,7 @@ def test_service_suite_runs_its_replica_tests_on_the_pair(
         TEST_DATABASE_READ_URL=replica_pair.standby.url().render_as_string(hide_password=False),
     )
     output = service.ok(service.pytest("-rA", env=env))  # -rA: a line for every outcome
-    replica_tests = re.findall(r"^(\w+) tests/test_replicas\.py::", output, re.MULTILINE)
+    replica_tests = re.findall(r"^(\w+) tests/infra/test_replicas\.py::", output, re.MULTILINE)
     # Without the standby, 3 of these (with FastAPI) or 2 are skipped.
     assert replica_tests == ["PASSED"] * (8 if web == "fastapi" else 6), output
     assert re.search(rf"\b{28 if web == 'fastapi' else 20} passed in\b", output), output
@@ -195,10 +195,12 @@ def test_standby_stopped_mid_run_reads_fail_over_then_come_back(
     )
     lines = log.splitlines()
     assert len(lines) == 2, log  # one line when it went, one when it came back
-    assert lines[0].startswith("WARNING app.db.reads: read replica unusable: cannot connect"), log
+    assert lines[0].startswith(
+        "WARNING app.infra.read_sessions: read replica unusable: cannot connect"
+    ), log
     then = "reads fail (DATABASE_READ_STRICT)" if strict else "reads go to the primary"
     assert f"; {then}, trying it again every 0.5 s" in lines[0], log
     assert re.fullmatch(
-        r"WARNING app\.db\.reads: read replica back after \d+\.\d s; reads go to it again",
+        r"WARNING app\.infra\.read_sessions: read replica back after \d+\.\d s; reads go to it again",
         lines[1],
     ), log

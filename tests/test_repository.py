@@ -53,7 +53,7 @@ def test_image_job_builds_and_runs_the_image_for_both_package_managers() -> None
         '-d web=fastapi -d package_manager="$manager"',
         "lock",
         "docker build",
-        "python -m app.db.migrate",
+        "python -m app.infra.migrate",
         "curl -fsS localhost:8000/health",
         ".State.Health.Status",
         "docker stop",

@@ -32,7 +32,8 @@ import pytest
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.session import create_sessionmaker, engine_for
+from app.infra.database_url import DatabaseUrl
+from app.infra.engines import create_sessionmaker, engine_for
 from app.models.book import Book
 
 from .books import count_books
@@ -63,11 +64,11 @@ async def test_fails_inside_the_database(db_session: AsyncSession) -> None:
 
 
 async def test_nothing_is_left_by_the_failed_tests(
-    db_session: AsyncSession, session_database_url: URL
+    db_session: AsyncSession, session_database: DatabaseUrl
 ) -> None:
     assert await count_books(db_session) == 0
     # A connection of another engine: the rows were rolled back, not just unseen.
-    engine = engine_for(session_database_url)
+    engine = engine_for(session_database)
     try:
         async with create_sessionmaker(engine)() as fresh:
             assert await count_books(fresh) == 0
@@ -85,7 +86,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.main import create_app
 from app.models.book import Book
-from app.web.database import SessionDep
+from app.infra.web.database import SessionDep
 
 from .books import count_books
 
@@ -173,10 +174,10 @@ def test_client_shares_the_tests_session(
 
 @pytest.fixture
 def embedded_server_module(default_render: Path, tmp_path: Path):
-    """The rendered tests/embedded_server.py, imported from the render."""
+    """The rendered tests/infra/embedded_server.py, imported from the render."""
     import importlib.util
 
-    source = default_render / "tests" / "embedded_server.py"
+    source = default_render / "tests" / "infra" / "embedded_server.py"
     spec = importlib.util.spec_from_file_location("rendered_embedded_server", source)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
@@ -229,7 +230,7 @@ def test_a_session_on_the_embedded_server_removes_a_crashed_sessions_directory(
     stale = Path("/dev/shm") / f"pytest-postgres-{finished.pid}-crashed"
     (stale / "base").mkdir(parents=True)
     try:
-        output = service.ok(service.pytest("tests/test_database.py"))  # no TEST_DATABASE_URL
+        output = service.ok(service.pytest("tests/infra/test_database.py"))  # no TEST_DATABASE_URL
         assert "passed" in output
         if shutil.disk_usage("/dev/shm").free > 2**30:  # the service uses /dev/shm then
             assert not stale.exists()

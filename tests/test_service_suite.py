@@ -43,7 +43,7 @@ def test_service_suite_catches_a_downgrade_that_leaves_its_table(
     assert result.returncode == 1, result.stdout
     # The stairway test fails when it upgrades again onto the table left behind.
     assert (
-        "FAILED tests/test_migrations.py::test_every_revision_downgrades_and_upgrades_again"
+        "FAILED tests/infra/test_migrations.py::test_every_revision_downgrades_and_upgrades_again"
         in result.stdout
     )
     assert 'relation "book" already exists' in result.stdout

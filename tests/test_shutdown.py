@@ -37,7 +37,7 @@ SLOW_APP = '''"""Test-only: the app, plus a route that holds a connection for a 
 from sqlalchemy import text
 
 from app.main import create_app
-from app.web.database import SessionDep
+from app.infra.web.database import SessionDep
 
 app = create_app()
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from helpers import Service
 
-LINT = (sys.executable, "-m", "tests.migration_lint")  # what make, pre-commit and CI run
+LINT = (sys.executable, "-m", "tests.infra.migration_lint")  # what make, pre-commit and CI run
 FINDING = re.compile(r"^(alembic/versions/\S+\.py): ([a-z-]+): ", re.M)
 # New tables, written as autogenerate would: none of it is flagged (the index included).
 TABLES = """
@@ -100,7 +100,7 @@ def dangerous_suite_run(
         service.write_revision(name, down, upgrade)
         down = name
     # No database needed: the lint renders offline SQL.
-    return service.pytest("tests/test_migration_lint.py")
+    return service.pytest("tests/infra/test_migration_lint.py")
 
 
 def test_dangerous_revisions_fail_the_service_suite(
@@ -177,7 +177,7 @@ def test_make_and_pre_commit_run_the_lint(service: Service) -> None:
         r"- id: squawk\n(?:        .*\n)+", (service.path / ".pre-commit-config.yaml").read_text()
     )
     assert hook, "no squawk hook"
-    assert "entry: uv run python -m tests.migration_lint" in hook.group(0)
+    assert "entry: uv run python -m tests.infra.migration_lint" in hook.group(0)
     assert "files: ^alembic/versions/" in hook.group(0)
 
 
@@ -210,7 +210,7 @@ def test_bad_set_ups_give_one_line(service: Service, tmp_path: Path) -> None:
     service.write_revision("tables", None, TABLES)
     python = interpreter_without_squawk(tmp_path)
     env = service.env(PATH="/usr/bin:/bin")
-    result = service.run(python, "-m", "tests.migration_lint", env=env)
+    result = service.run(python, "-m", "tests.infra.migration_lint", env=env)
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr == (
         "error: squawk not found: it comes with the dev dependencies (squawk-cli); install them\n"

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.xdist_group("tls")
 
 PASSWORD = "tls-s3cret"  # in every URL; trust/cert auth ignores it, no output may show it
 
-# Each case connects through `create_engine(get_settings())` and prints one line.
+# Each case connects through `create_app_engine(get_settings())` and prints one line.
 PROGRAM = """\
 import asyncio, os, sys
 
@@ -29,9 +29,9 @@ from pydantic import ValidationError
 from sqlalchemy import text
 
 from app.core.config import get_settings
-from app.db.errors import describe_database_error
-from app.db.session import create_engine
-from app.db.settings import settings_error_line
+from app.infra.engines import create_app_engine
+from app.infra.errors import describe_database_error
+from app.infra.settings import settings_error_line
 
 QUERY = text(
     "SELECT s.ssl, current_user, current_setting('search_path'), a.application_name"
@@ -46,7 +46,7 @@ async def case(name, url, cert_file):
         os.environ["SSL_CERT_FILE"] = cert_file  # OpenSSL's "system" trust store
     get_settings.cache_clear()
     try:
-        engine = create_engine(get_settings())
+        engine = create_app_engine(get_settings())
     except ValidationError as exc:
         return f"{name}: FAILED {settings_error_line(exc)}"
     try:

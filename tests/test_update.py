@@ -12,87 +12,31 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 from copier import run_copy
-from helpers import ROOT, Service, load_copier_migration, table_names
+from helpers import ROOT, Service, load_fixup, table_names
 from sqlalchemy.engine import URL
+from updating import (
+    TEMPLATE_FILES,
+    answers,
+    assert_no_conflicts_left,
+    changed_files,
+    commit_all,
+    copier_update,
+    git,
+    replace_once,
+)
 
-TEMPLATE_FILES = ("copier.yml", "template", "extensions", "migrations")
 OLD_CONFTEST = Path(__file__).parent / "data" / "v0_1_0_conftest.py.jinja"
 ENV_PY = "alembic/env.py"
-FIX_BEFORE = '        "compare_server_default": True,\n'
-FIX_AFTER = '        "compare_server_default": True,  # fixed in v0.2.0\n'
+FIX_BEFORE = '    "compare_server_default": True,\n'
+FIX_AFTER = '    "compare_server_default": True,  # fixed in v0.2.0\n'
 MARKERS = ("<<<<<<< before updating", "=======", ">>>>>>> after updating")
 MIGRATION_BLOCK = re.compile(r"^# Fix-ups for services.*?(?=^_message_after_copy)", re.M | re.S)
-IDENTITY = {
-    "GIT_AUTHOR_NAME": "Test",
-    "GIT_AUTHOR_EMAIL": "test@example.com",
-    "GIT_COMMITTER_NAME": "Test",
-    "GIT_COMMITTER_EMAIL": "test@example.com",
-}
-
-
-def git(cwd: Path, *args: str) -> str:
-    result = subprocess.run(
-        ["git", "-c", "commit.gpgsign=false", "-c", "tag.gpgsign=false", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, f"git {args}: {result.stderr}"
-    return result.stdout
-
-
-def commit_all(cwd: Path, message: str) -> None:
-    git(cwd, "add", "-A")
-    git(cwd, "commit", "-q", "-m", message)
-
-
-def replace_once(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert text.count(old) == 1, f"{old!r} is not in {path} exactly once"
-    path.write_text(text.replace(old, new))
-
-
-def copier_update(service: Service, *args: str) -> subprocess.CompletedProcess[str]:
-    return service.run(
-        sys.executable, "-m", "copier", "update", "--trust", "--defaults", *args, timeout=300
-    )
-
-
-def answers(root: Path) -> dict[str, object]:
-    return yaml.safe_load((root / ".copier-answers.yml").read_text())
-
-
-def changed_files(root: Path) -> set[str]:
-    """Paths git sees as changed or new since the last commit."""
-    return {line[3:] for line in git(root, "status", "--porcelain", "-uall").splitlines()}
-
-
-def assert_no_conflicts_left(root: Path) -> None:
-    """No .rej files, no marker lines (as pre-commit's check-merge-conflict sees them)."""
-    assert not list(root.rglob("*.rej"))
-    for path in root.rglob("*"):
-        if path.is_file() and ".git" not in path.parts:
-            for line in path.read_text(errors="replace").splitlines():
-                assert not line.startswith(("<<<<<<< ", ">>>>>>> ")), path
-                assert line != "=======", path
-
-
-@pytest.fixture(scope="module", autouse=True)
-def git_identity() -> Iterator[None]:
-    """Commits (ours and copier's own) must not depend on the machine's git config."""
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in IDENTITY.items():
-            patch.setenv(key, value)
-        yield
+pytestmark = pytest.mark.usefixtures("git_identity")
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +57,8 @@ def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # v0.1.0: conftest.py template-owned with the old fixtures, no migrations.
     new_conftest.unlink()
     shutil.copy2(OLD_CONFTEST, repo / "template/tests/conftest.py.jinja")
-    replace_once(copier_yml, '  - "tests/conftest.py"\n', "")
+    # Every file under tests/ the template's (no "yours" patterns for tests/ yet).
+    replace_once(copier_yml, '  - "tests/**"\n  - "!tests/infra/**"\n', "")
     old_config, found = MIGRATION_BLOCK.subn("", copier_yml.read_text())
     assert found == 1, "the _migrations block moved: update MIGRATION_BLOCK"
     copier_yml.write_text(old_config)
@@ -173,7 +118,7 @@ def test_update_brings_the_fix_and_keeps_user_files(
     assert {name: (old.path / name).read_bytes() for name in user_files} == before
     assert_no_conflicts_left(old.path)
     assert answers(old.path)["_commit"] == "v0.2.0"
-    assert not (old.path / "migrations").exists()  # copier's migration scripts stay home
+    assert not (old.path / "update_fixups").exists()  # copier's fix-up scripts stay home
     old.ok(old.alembic("upgrade", "head", database_url=database_url))
     old.ok(old.alembic("check", database_url=database_url))
     assert "book" in table_names(database_url)
@@ -197,7 +142,7 @@ def test_update_merges_a_user_edit_elsewhere_in_env_py(old: Service) -> None:
 
 
 def test_update_conflict_on_the_fixed_line_keeps_both_versions(old: Service) -> None:
-    ours = '        "compare_server_default": False,  # ours: too noisy for us\n'
+    ours = '    "compare_server_default": False,  # ours: too noisy for us\n'
     replace_once(old.path / ENV_PY, FIX_BEFORE, ours)
     commit_all(old.path, "our own lock key")
 
@@ -292,7 +237,7 @@ def test_migration_replaces_an_unchanged_v0_1_0_conftest(
 
     output = old.ok(copier_update(old, "--vcs-ref", "v0.2.0"))
 
-    migration = load_copier_migration("v0_2_0_conftest")
+    migration = load_fixup("v0_2_0_conftest")
     assert migration.REPLACED in output
     assert conftest.read_text() == (template_repo / "template/tests/conftest.py").read_text()
     # The updated service's own suite runs on the new fixtures.
@@ -309,7 +254,7 @@ def test_migration_leaves_an_edited_conftest_alone_and_says_so(old: Service) -> 
     output = old.ok(copier_update(old, "--vcs-ref", "v0.2.0"))
 
     assert conftest.read_bytes() == before
-    migration = load_copier_migration("v0_2_0_conftest")
+    migration = load_fixup("v0_2_0_conftest")
     assert [line for line in output.splitlines() if "tests/conftest.py" in line] == [
         migration.LEFT_ALONE
     ]

@@ -1,19 +1,23 @@
 """What each libpq URL parameter becomes, and the settings that shape the app's engine.
 
-The table tests load the rendered `db/url.py` itself; the others run the real
-`alembic` CLI or the service's engine against the session's PostgreSQL.
+The table tests import the rendered `infra/database_url.py` itself; the others run
+the real `alembic` CLI or the service's engine against the session's PostgreSQL.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
+import shutil
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+from alembic import command
+from alembic.config import Config
 from helpers import Service, one_line_failure, sql
 from sqlalchemy.engine import URL
 
@@ -21,18 +25,29 @@ PASSWORD = "url-s3cret"
 
 
 @pytest.fixture(scope="module")
-def url_module(default_render: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("rendered_url", default_render / "app/db/url.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def rendered_package(
+    default_render: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
+    """The rendered `app` package importable in this process, from a copy of the render."""
+    root = Path(shutil.copytree(default_render, tmp_path_factory.mktemp("imported") / "svc"))
+    sys.path.insert(0, str(root))
+    try:
+        yield root
+    finally:
+        sys.path.remove(str(root))
+        for name in [name for name in sys.modules if name == "app" or name.startswith("app.")]:
+            del sys.modules[name]
+
+
+@pytest.fixture(scope="module")
+def url_module(rendered_package: Path) -> ModuleType:
+    return importlib.import_module("app.infra.database_url")
 
 
 def arguments(url_module: ModuleType, query: str) -> tuple[str, dict[str, Any]]:
-    url = url_module.parse_database_url(f"postgres://u:{PASSWORD}@db.example.com/app?{query}")
-    engine_url, connect_args = url_module.connect_arguments(url)
-    return engine_url.render_as_string(hide_password=True), connect_args
+    database = url_module.parse_database_url(f"postgres://u:{PASSWORD}@db.example.com/app?{query}")
+    engine_url = database.sqlalchemy_url.render_as_string(hide_password=True)
+    return engine_url, dict(database.connect_args)
 
 
 @pytest.mark.parametrize(
@@ -69,7 +84,9 @@ def test_libpq_parameters_become_asyncpg_arguments(
 
 
 def test_a_libpq_host_list_becomes_sqlalchemy_multi_host_form(url_module: ModuleType) -> None:
-    url = url_module.parse_database_url(f"postgresql://u:{PASSWORD}@h1:5433,h2/app?sslmode=require")
+    url = url_module.parse_database_url(
+        f"postgresql://u:{PASSWORD}@h1:5433,h2/app?sslmode=require"
+    ).url
     assert url.query["host"] == ("h1:5433", "h2:5432")
     assert url.database == "app" and url.password == PASSWORD
     assert url_module.describe_endpoint(url) == "h1:5433,h2:5432/app"
@@ -100,6 +117,39 @@ def test_bad_parameters_are_named_without_the_url(
         arguments(url_module, query)
     assert problem in str(raised.value)
     assert PASSWORD not in str(raised.value)
+
+
+def test_each_url_is_parsed_once_and_every_engine_is_built_from_it(
+    rendered_package: Path,
+    url_module: ModuleType,
+    database_url: URL,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Reading the settings parses each URL once; the app's, the read replicas' and a
+    migration run's engines (a real `alembic upgrade`, in this process) parse none."""
+    parsed: list[str] = []
+    translate = url_module.asyncpg_arguments  # what parsing a URL costs: libpq -> asyncpg
+    monkeypatch.setattr(
+        url_module,
+        "asyncpg_arguments",
+        lambda query, name: parsed.append(name) or translate(query, name),
+    )
+    for name in ("DATABASE_URL", "DATABASE_MIGRATION_URL", "DATABASE_READ_URL"):
+        monkeypatch.setenv(name, database_url.render_as_string(hide_password=False))
+    config = importlib.import_module("app.core.config")
+    engines = importlib.import_module("app.infra.engines")
+    config.get_settings.cache_clear()
+    try:
+        settings = config.get_settings()
+        assert sorted(parsed) == ["DATABASE_MIGRATION_URL", "DATABASE_READ_URL", "DATABASE_URL"]
+        built = [engines.create_app_engine(settings), engines.create_read_engine(settings)]
+        assert all(engine is not None for engine in built)
+        alembic = Config(str(rendered_package / "alembic.ini"))
+        alembic.attributes["configure_logger"] = False
+        command.upgrade(alembic, "head")  # alembic/env.py builds the migration engine
+        assert len(parsed) == 3
+    finally:
+        config.get_settings.cache_clear()
 
 
 def test_unknown_parameter_fails_the_cli_in_one_line(service: Service) -> None:
@@ -135,12 +185,12 @@ import asyncio
 from sqlalchemy import text
 
 from app.core.config import get_settings
-from app.db.errors import describe_database_error
-from app.db.session import create_engine
+from app.infra.engines import create_app_engine
+from app.infra.errors import describe_database_error
 
 
 async def main() -> None:
-    engine = create_engine(get_settings())
+    engine = create_app_engine(get_settings())
     pool = engine.pool
     print("pool", pool.size(), pool._max_overflow, pool._timeout, pool._recycle, pool._pre_ping)
     try:

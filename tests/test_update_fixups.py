@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, Service, applied_versions, load_copier_migration, one_line_failure, sql
+from helpers import ROOT, Service, applied_versions, load_fixup, one_line_failure, sql
 from sqlalchemy.engine import URL
 from test_update import IDENTITY, TEMPLATE_FILES, commit_all, copier_update, git, render_committed
 
@@ -54,7 +54,7 @@ def downgrade() -> None:
 def test_v0_2_0_recognises_the_v0_1_0_conftest_whatever_the_package_and_line_ends(
     tmp_path: Path, package: str
 ) -> None:
-    migration = load_copier_migration("v0_2_0_conftest")
+    migration = load_fixup("v0_2_0_conftest")
     rendered = OLD_CONFTEST.read_text().replace("{{ package_name }}", package)
     target = tmp_path / "tests" / "conftest.py"
     target.parent.mkdir()
@@ -69,7 +69,7 @@ def test_v0_2_0_recognises_the_v0_1_0_conftest_whatever_the_package_and_line_end
 
 
 def test_v0_3_0_adds_the_import_only_where_an_operation_needs_it() -> None:
-    migration = load_copier_migration("v0_3_0_enum_import")
+    migration = load_fixup("v0_3_0_enum_import")
     fixed = migration.add_import(V0_2_0_ENUM_REVISION)
     assert fixed == V0_2_0_ENUM_REVISION.replace(
         "from alembic import op\n", f"{migration.IMPORT}\nfrom alembic import op\n"
@@ -94,7 +94,7 @@ def test_v0_2_0_enum_revision_fails_in_one_line_then_the_migration_fixes_it(
     one_line_failure(result, "add_enum_value", "import alembic_postgresql_enum", progress=True)
     assert applied_versions(database_url) == []  # the run rolled back whole
 
-    script = ROOT / "migrations" / "v0_3_0_enum_import.py"
+    script = ROOT / "update_fixups" / "v0_3_0_enum_import.py"
     output = service.ok(service.run(sys.executable, script))
     assert output.strip() == (
         "alembic/versions/r2.py: added `import alembic_postgresql_enum` "
@@ -112,16 +112,18 @@ def test_v0_3_0_starts_the_lint_after_the_revisions_a_service_already_has(
     # History written before the lint: a dropped table squawk would fail.
     service.write_revision("old1", None, 'op.create_table("t", sa.Column("id", sa.Integer))')
     service.write_revision("old2", "old1", 'op.drop_table("t")')
-    lint = [sys.executable, "-m", "tests.migration_lint"]
+    lint = [sys.executable, "-m", "tests.infra.migration_lint"]
     assert "ban-drop-table" in service.run(*lint).stdout
 
-    output = service.ok(service.run(sys.executable, ROOT / "migrations/v0_3_0_lint_start_after.py"))
+    output = service.ok(
+        service.run(sys.executable, ROOT / "update_fixups/v0_3_0_lint_start_after.py")
+    )
     assert output.startswith("pyproject.toml: the migration lint starts after old2 ")
     assert 'start_after = "old2"' in (service.path / "pyproject.toml").read_text()
     assert "no problems in 0 revision(s)" in service.ok(service.run(*lint))
     # Idempotent: a second run writes nothing more.
     assert (
-        service.ok(service.run(sys.executable, ROOT / "migrations/v0_3_0_lint_start_after.py"))
+        service.ok(service.run(sys.executable, ROOT / "update_fixups/v0_3_0_lint_start_after.py"))
         == ""
     )
 
@@ -132,7 +134,7 @@ def test_v0_3_0_starts_the_lint_after_the_revisions_a_service_already_has(
 
 
 def test_v0_3_0_finds_every_head_and_merge_parent(tmp_path: Path) -> None:
-    migration = load_copier_migration("v0_3_0_lint_start_after")
+    migration = load_fixup("v0_3_0_lint_start_after")
     versions = tmp_path / "alembic/versions"
     versions.mkdir(parents=True)
     for name, down in [
@@ -179,5 +181,5 @@ def test_a_real_update_across_v0_3_0_runs_both_fix_ups(
     assert "pyproject.toml: the migration lint starts after r2 " in output, output
     service.ok(service.alembic("upgrade", "head", database_url=database_url))
     assert "no problems in 0 revision(s)" in service.ok(
-        service.run(sys.executable, "-m", "tests.migration_lint")
+        service.run(sys.executable, "-m", "tests.infra.migration_lint")
     )
