@@ -4,7 +4,7 @@ bundles (strict: an unknown or misspelt field fails), scanned with checkov, and 
 for what matters here: probes, the Secret, the security context, the migrate step.
 
 Both options render once per session: web=fastapi (the API, the migrate Job, the HPA
-component through an overlay as the README writes one) and web=none (the Job alone).
+component) and web=none (the Job alone); each also through the overlay its README shows.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -34,23 +35,8 @@ FASTAPI = {"project_name": "Book Store", "package_name": "bookstore", "web": "fa
 SECRET_KEYS = {"DATABASE_URL", "DATABASE_MIGRATION_URL", "DATABASE_READ_URL"}
 # Each skip is in the manifest with its reason (checkov.io/skipN annotations).
 SKIPPED = {"CKV_K8S_11", "CKV_K8S_15", "CKV_K8S_35", "CKV_K8S_43"}
-OVERLAY = """\
-apiVersion: kustomize.config.k8s.io/v1beta1
-kind: Kustomization
-namespace: book-store
-resources:
-  - ../../base
-components:
-  - ../../components/hpa
-images:
-  - name: book-store
-    newName: registry.example.com/book-store
-    digest: sha256:4f0e2a3b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2d3e4f5a6b
-configMapGenerator:
-  - name: book-store-settings
-    literals:
-      - DATABASE_POOL_SIZE=10
-"""
+# One worker renders and builds once for all of them.
+pytestmark = pytest.mark.xdist_group("kubernetes")
 
 
 def kubectl(*args: str | Path) -> str:
@@ -91,17 +77,27 @@ class Build:
         ]
 
 
+def write_readme_overlay(root: Path) -> None:
+    """The overlay the service's README tells users to write, where it says."""
+    readme = (root / "README.md").read_text()
+    [overlay] = re.findall(r"```yaml\n(# (deploy/k8s/overlays/\S+)\n.*?)```", readme, re.DOTALL)
+    target = root / overlay[1]
+    target.parent.mkdir(parents=True)
+    target.write_text(overlay[0])
+
+
 @pytest.fixture(scope="session")
 def renders(
     copier_template: Path, default_render: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Path]:
-    """web=none is the default render; web=fastapi renders here, with an overlay of ours."""
-    fastapi = render(copier_template, tmp_path_factory.mktemp("k8s") / "book-store", **FASTAPI)
+    """web=fastapi rendered here; web=none is a copy of the default render."""
+    work = tmp_path_factory.mktemp("k8s")
+    fastapi = render(copier_template, work / "book-store", **FASTAPI)
     assert_clean_render(fastapi)
-    overlay = fastapi / "deploy/k8s/overlays/production"
-    overlay.mkdir(parents=True)
-    (overlay / "kustomization.yaml").write_text(OVERLAY)
-    return {"fastapi": fastapi, "none": default_render}
+    plain = Path(shutil.copytree(default_render, work / "my-service"))
+    for root in (fastapi, plain):
+        write_readme_overlay(root)
+    return {"fastapi": fastapi, "none": plain}
 
 
 @pytest.fixture(scope="session")
@@ -112,6 +108,7 @@ def builds(renders: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -
         "api-migrate": ("fastapi", "deploy/k8s/migrate"),
         "api-overlay": ("fastapi", "deploy/k8s/overlays/production"),
         "plain-migrate": ("none", "deploy/k8s/migrate"),
+        "plain-overlay": ("none", "deploy/k8s/overlays/production"),
     }
     return {
         name: Build(renders[web], directory, out / f"{name}.yaml")
@@ -119,21 +116,24 @@ def builds(renders: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -
     }
 
 
-def test_what_each_kustomization_creates(renders: dict[str, Path], builds: dict[str, Build]) -> None:
-    namespaced = ["ServiceAccount", "Service", "Deployment", "PodDisruptionBudget", "NetworkPolicy"]
-    assert builds["api"].kinds() == namespaced
-    job = ["ServiceAccount", "Job", "NetworkPolicy"]
-    assert builds["api-migrate"].kinds() == job
-    assert builds["plain-migrate"].kinds() == job
+def test_what_each_kustomization_creates(
+    renders: dict[str, Path], builds: dict[str, Build]
+) -> None:
+    api_kinds = ["ServiceAccount", "Service", "Deployment", "PodDisruptionBudget", "NetworkPolicy"]
+    assert builds["api"].kinds() == api_kinds
+    job_kinds = ["ServiceAccount", "Job", "NetworkPolicy"]
+    assert builds["api-migrate"].kinds() == job_kinds
+    assert builds["plain-migrate"].kinds() == job_kinds
     assert sorted(builds["api-overlay"].kinds()) == sorted(
-        [*namespaced, "ConfigMap", "HorizontalPodAutoscaler"]
+        [*api_kinds, "ConfigMap", "HorizontalPodAutoscaler"]
     )
+    assert sorted(builds["plain-overlay"].kinds()) == sorted([*job_kinds, "ConfigMap"])
     for build in builds.values():
         for obj in build.objects:
             assert obj["metadata"]["namespace"] in {"book-store", "my-service"}, obj["kind"]
     # web=none: no server, so nothing but the migrate step.
     plain = renders["none"] / "deploy/k8s"
-    assert sorted(p.name for p in plain.iterdir()) == ["migrate"]
+    assert sorted(p.name for p in plain.iterdir()) == ["migrate", "overlays"]  # ours
     # Manifests are not the image's: editing them rebuilds nothing.
     for root in renders.values():
         assert "deploy/" in (root / ".dockerignore").read_text().split()
@@ -202,9 +202,10 @@ def test_probes_ask_the_right_questions(renders: dict[str, Path], builds: dict[s
     assert api["readinessProbe"]["timeoutSeconds"] > 3  # the endpoint's own bound
     [service_port] = builds["api"].one("Service")["spec"]["ports"]
     assert service_port["targetPort"] == port["name"]
-    assert builds["api"].one("Service")["spec"]["selector"] == deployment["spec"]["selector"][
-        "matchLabels"
-    ]
+    assert (
+        builds["api"].one("Service")["spec"]["selector"]
+        == deployment["spec"]["selector"]["matchLabels"]
+    )
     # Drained before SIGTERM, and the grace period outlasts uvicorn's 20 s drain.
     pod = deployment["spec"]["template"]["spec"]
     sleep = api["lifecycle"]["preStop"]["sleep"]["seconds"]
@@ -300,25 +301,30 @@ def test_the_migrate_step_runs_before_the_new_version_serves(
 
 
 def test_the_hpa_component_takes_over_the_replica_count(builds: dict[str, Build]) -> None:
-    build = builds["api-overlay"]
-    deployment = build.one("Deployment")
+    deployment = builds["api-overlay"].one("Deployment")
     assert "replicas" not in deployment["spec"]
-    hpa = build.one("HorizontalPodAutoscaler")["spec"]
+    hpa = builds["api-overlay"].one("HorizontalPodAutoscaler")["spec"]
     target = hpa["scaleTargetRef"]
     assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
     assert 2 <= hpa["minReplicas"] < hpa["maxReplicas"]
     # Every pod's pool (5 + 10), a rollout's surge pod included, within max_connections 100.
     assert (hpa["maxReplicas"] + 1) * 15 <= 97
-    # The overlay's image (by digest) and settings reach both containers; a change to
-    # the settings renames the ConfigMap, so the pods roll.
-    [config] = [obj for obj in build.objects if obj["kind"] == "ConfigMap"]
-    assert config["metadata"]["name"].startswith("book-store-settings-")
-    pod = deployment["spec"]["template"]["spec"]
-    for container in pod["initContainers"] + pod["containers"]:
-        assert container["image"].startswith("registry.example.com/book-store@sha256:")
-        assert container["envFrom"] == [
-            {"configMapRef": {"name": config["metadata"]["name"], "optional": True}}
-        ]
+
+
+@pytest.mark.parametrize("name", ["api-overlay", "plain-overlay"])
+def test_the_readme_overlay_sets_image_and_settings(builds: dict[str, Build], name: str) -> None:
+    """Its image and settings reach every container; a change to the settings renames
+    the ConfigMap, so the pods roll."""
+    build = builds[name]
+    slug = build.one("ServiceAccount")["metadata"]["namespace"]
+    config = build.one("ConfigMap")
+    assert config["metadata"]["name"].startswith(f"{slug}-settings-")
+    for pod in build.pod_specs():
+        for container in pod.get("initContainers", []) + pod["containers"]:
+            assert container["image"] == f"registry.example.com/{slug}:1.4.2"
+            assert container["envFrom"] == [
+                {"configMapRef": {"name": config["metadata"]["name"], "optional": True}}
+            ]
 
 
 # checkov pins packaging<24 (pytest 9 needs >=24) and a dozen more old versions: it
