@@ -20,6 +20,7 @@ from pathlib import Path
 from uuid import uuid4
 
 import pytest
+from _pytest.nodeid import NodeId
 from certificates import Certificates, make_certificates
 from helpers import ROOT, Service, render, sql, to_asyncpg
 from servers import Cluster, PgBouncer, Workspace, embedded_bindir, missing, os_bindir
@@ -27,6 +28,18 @@ from sqlalchemy.engine import URL
 from updating import IDENTITY
 
 TLS_CLIENT = "tls_client"  # the role that logs in with a client certificate
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> Iterator[None]:
+    """Keep `xdist_group`: pytest-xdist 3.8 marks a test's group by setting `_nodeid`
+    (`...@tls`) for --dist loadgroup, which pytest 9.2 no longer reads (its nodeid comes
+    from `_id`); without this each worker would build every system set-up of its own."""
+    yield
+    for item in items:
+        grouped = item.__dict__.get("_nodeid")
+        if isinstance(grouped, str) and "@" in grouped and item.nodeid != grouped:
+            item._id = NodeId.parse(grouped)
 
 
 @pytest.fixture(scope="module")
