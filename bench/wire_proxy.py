@@ -24,6 +24,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 # Untyped packets a client may send before its startup message.
@@ -137,6 +138,8 @@ class WireProxy:
 
     def close(self) -> None:
         self._closed = True
+        with contextlib.suppress(OSError):  # wakes the accept() (close alone does not)
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
         for sock in list(self._sockets):
             with contextlib.suppress(OSError):
@@ -145,8 +148,8 @@ class WireProxy:
         for thread in list(self._threads):
             thread.join(timeout=5)
 
-    def _spawn(self, target: object, *args: object) -> None:
-        thread = threading.Thread(target=target, args=args, daemon=True)  # type: ignore[arg-type]
+    def _spawn(self, target: Callable[..., None], *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
         self._threads.append(thread)
         thread.start()
 
@@ -167,19 +170,22 @@ class WireProxy:
             except OSError:
                 return  # closed
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            server = self._connect_upstream()
+            try:
+                server = self._connect_upstream()
+            except OSError:  # the server is down: so is this client's connection
+                client.close()
+                continue
             self._sockets += [client, server]
             number += 1
             parser = FrontendParser(self, number)
             for source, target, inspect in ((client, server, parser), (server, client, None)):
                 chunks: queue.Queue[tuple[float, bytes]] = queue.Queue()
-                self._spawn(self._read, source, target, chunks, inspect)
+                self._spawn(self._read, source, chunks, inspect)
                 self._spawn(self._write, target, chunks)
 
     def _read(
         self,
         source: socket.socket,
-        target: socket.socket,
         chunks: queue.Queue[tuple[float, bytes]],
         parser: FrontendParser | None,
     ) -> None:
