@@ -183,11 +183,11 @@ def write_peer_apps(folder: Path) -> Path:
 
 
 def shipped_command(service: Service) -> tuple[list[str], Stack]:
-    """The image's server command (its Dockerfile's CMD) and the stack it gets there.
+    """The image's server command (its Dockerfile's CMD, less `uvicorn`) and its stack.
 
-    uvicorn's `--loop auto --http auto` take uvloop and httptools when they are
-    importable: this bench's environment has them, the image only if the service's
-    runtime dependencies bring them, so the stack is read from those.
+    A `--loop`/`--http` in the command is kept as the stack; uvicorn's default `auto`
+    takes uvloop and httptools when they are importable: this bench's environment has
+    them, the image only if the service's runtime dependencies bring them.
     """
     dockerfile = (service.path / "Dockerfile").read_text().splitlines()
     command = json.loads(next(line for line in reversed(dockerfile) if line.startswith("CMD "))[4:])
@@ -195,6 +195,16 @@ def shipped_command(service: Service) -> tuple[list[str], Stack]:
     project = tomllib.loads((service.path / "pyproject.toml").read_text())["project"]
     names = " ".join(project.get("dependencies", [])).replace(" ", "").lower()
     standard = "uvicorn[standard" in names
-    loop = "uvloop" if standard or "uvloop" in names else "asyncio"
-    parser = "httptools" if standard or "httptools" in names else "h11"
-    return command[1:], (loop, parser)
+    chosen = {
+        "--loop": "uvloop" if standard or "uvloop" in names else "asyncio",
+        "--http": "httptools" if standard or "httptools" in names else "h11",
+    }
+    arguments, words = [], iter(command[1:])
+    for word in words:
+        option, _, value = word.partition("=")
+        if option in chosen:
+            value = value or next(words)
+            chosen[option] = value if value != "auto" else chosen[option]
+        else:
+            arguments.append(word)
+    return arguments, (chosen["--loop"], chosen["--http"])
