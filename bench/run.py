@@ -74,7 +74,7 @@ def verdict(label: str, value: str, reference: str) -> str:
     return f"{'PASS' if measured <= limit else 'MISS'} (<= {limit:g} {kind})"
 
 
-def print_table(rows: list[Row], repeat: int) -> None:
+def print_table(rows: list[Row], repeat: int, load_before: float) -> None:
     header = ("what", "how", "ours", "reference")
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
     for what, how, ours, reference in [header, *rows]:
@@ -83,7 +83,11 @@ def print_table(rows: list[Row], repeat: int) -> None:
             f"{what:<{widths[0]}}  {how:<{widths[1]}}  {ours:>{widths[2]}}  "
             f"{reference:<{widths[3]}}  {target}".rstrip()
         )
-    print(f"\nmedian of {repeat} run(s); {os.cpu_count()} cores; Python {sys.version.split()[0]}")
+    print(
+        f"\nmedian of {repeat} run(s); {os.cpu_count()} cores, load average (1 min) "
+        f"{load_before:.2f} before, {os.getloadavg()[0]:.2f} after; "
+        f"Python {sys.version.split()[0]}"
+    )
 
 
 def main() -> int:
@@ -110,6 +114,7 @@ def main() -> int:
     from helpers import sql, to_asyncpg
 
     rows: list[Row] = []
+    load_before = os.getloadavg()[0]  # others' work on a shared machine moves the numbers
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         workdir = Path(tmp)
         # Served as the services' own test server is: in RAM where it can, no fsync.
@@ -126,7 +131,7 @@ def main() -> int:
                     rows += section.rows(ctx)
         finally:
             server_handle.cleanup()
-    print_table(rows, repeat)
+    print_table(rows, repeat, load_before)
     return 0
 
 
