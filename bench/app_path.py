@@ -12,12 +12,14 @@ plain SQLAlchemy, each served by one uvicorn worker on 127.0.0.1, same server, s
   added one-way delay (a managed database in the same region).
 
 Throughput runs on direct Unix-socket connections (a Python proxy would be the
-bottleneck); the proxy rows run on a second set of the same apps connected through it.
+bottleneck); the proxy rows run on a second set of the apps, each variant through a
+proxy of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import statistics
 import time
 from collections.abc import Callable
@@ -77,29 +79,31 @@ def rows(ctx: Context) -> list[Row]:
         module = "raw_asyncpg_app" if app == "raw" else "plain_sqlalchemy_app"
         return apps.start(name, [f"{module}:app"], stack, peers, env).port
 
-    # Exits in reverse: the apps stop (disposing their pools) before the proxy closes.
-    with WireProxy(upstream) as proxy, Apps(ctx.workdir / "app-logs") as apps:
-        through_proxy = URL.create(
-            "postgresql+asyncpg",
-            direct.username,
-            direct.password,
-            "127.0.0.1",
-            proxy.port,
-            DATABASE,
-        )
+    with contextlib.ExitStack() as running:
+        # A proxy per variant, so each count is that variant's alone. Entered last, the
+        # apps stop first (disposing their pools) before the proxies close.
+        proxies = {variant: running.enter_context(WireProxy(upstream)) for variant in VARIANTS}
+        apps = running.enter_context(Apps(ctx.workdir / "app-logs"))
         ports: dict[tuple[str, Stack], int] = {}
         for stack in stacks:
             for app in ("raw", "plain", "service"):
                 ports[app, stack] = start(apps, app, stack, direct, "direct")
-        proxied = {
-            app: start(apps, app, PLAIN_STACK, through_proxy, "proxy")
-            for app in ("raw", "plain", "service")
-        }
+        proxied = {}
+        for number, (variant, (app, _)) in enumerate(VARIANTS.items()):
+            via_proxy = URL.create(
+                "postgresql+asyncpg",
+                direct.username,
+                direct.password,
+                "127.0.0.1",
+                proxies[variant].port,
+                DATABASE,
+            )
+            proxied[variant] = start(apps, app, PLAIN_STACK, via_proxy, f"proxy{number}")
         apps.wait_ready("/items/1")
-        for app, path in VARIANTS.values():  # statements prepared, pools warm
-            for port in [proxied[app], *(ports[app, stack] for stack in stacks)]:
+        for variant, (app, path) in VARIANTS.items():  # statements prepared, pools warm
+            for port in [proxied[variant], *(ports[app, stack] for stack in stacks)]:
                 sequential(port, path, 30, ROWS)
-        result = wire_rows(proxy, proxied, count, ctx.repeat, direct.username or "postgres")
+        result = wire_rows(proxies, proxied, count, ctx.repeat, direct.username or "postgres")
         if why_not:
             return result + [
                 (f"app {variant}, c{c}", "wrk", "skipped", why_not)
@@ -110,42 +114,46 @@ def rows(ctx: Context) -> list[Row]:
 
 
 def wire_rows(
-    proxy: WireProxy, proxied: dict[str, int], count: int, repeat: int, user: str
+    proxies: dict[str, WireProxy], ports: dict[str, int], count: int, repeat: int, user: str
 ) -> list[Row]:
-    """Statements per request and sequential p50 without and with the delay."""
-    sequences = {}
-    for variant, (app, path) in VARIANTS.items():
-        mark = proxy.mark()
-        sequential(proxied[app], path, 1, ROWS)
-        sequences[variant] = proxy.since(mark)[1]
-    round_trip = added_round_trip(proxy, user)
+    """Statements per request and sequential p50 without and with the delay.
 
-    def probe(variant: str, delay: float) -> Callable[[], tuple[float, int]]:
-        app, path = VARIANTS[variant]
+    A session's ROLLBACK may reach the server after its response (FastAPI ends a
+    dependency's `yield` late), so a request's statements are not all in by the time
+    the next starts: statements per request is each proxy's total over every probe
+    once it is quiet, divided by the requests; one request's SQL is taken afterwards,
+    waiting until that many statements have come.
+    """
+    round_trip = added_round_trip(proxies[PLAIN], user)
+    starts = {variant: proxy.mark() for variant, proxy in proxies.items()}
 
-        def action() -> tuple[float, int]:
-            proxy.delay = delay
-            mark = proxy.mark()
+    def probe(variant: str, delay: float) -> Callable[[], float]:
+        path = VARIANTS[variant][1]
+
+        def action() -> float:
+            proxies[variant].delay = delay
             try:
-                times = sequential(proxied[app], path, count, ROWS)
+                return median_ms(sequential(ports[variant], path, count, ROWS))
             finally:
-                proxy.delay = 0.0
-            return median_ms(times), proxy.since(mark)[0]
+                proxies[variant].delay = 0.0
 
         return action
 
-    samples = rounds(
-        repeat,
-        **{f"{v}|{d}": probe(v, d) for v in VARIANTS for d in (0.0, ONE_WAY_DELAY)},
-    )
-    if proxy.parse_errors:
-        raise SystemExit(f"the wire proxy could not parse {proxy.parse_errors} client(s)")
+    delays = (0.0, ONE_WAY_DELAY)
+    samples = rounds(repeat, **{f"{v}|{d}": probe(v, d) for v in VARIANTS for d in delays})
     statements = {
-        v: sum(n for d in (0.0, ONE_WAY_DELAY) for _, n in samples[f"{v}|{d}"])
-        / (2 * repeat * count)
+        v: proxies[v].since(starts[v], quiet=0.5)[0] / (len(delays) * repeat * count)
         for v in VARIANTS
     }
-    p50 = {key: statistics.median(ms for ms, _ in values) for key, values in samples.items()}
+    sequences = {}
+    for variant, (_, path) in VARIANTS.items():
+        mark = proxies[variant].mark()
+        sequential(ports[variant], path, 1, ROWS)
+        sequences[variant] = proxies[variant].since(mark, at_least=round(statements[variant]))[1]
+    errors = sum(proxy.parse_errors for proxy in proxies.values())
+    if errors:
+        raise SystemExit(f"the wire proxy could not parse {errors} client(s)")
+    p50 = {key: statistics.median(values) for key, values in samples.items()}
     result = []
     for variant in VARIANTS:
         reference = "" if variant == PLAIN else f"{PLAIN} {number(statements[PLAIN])}"

@@ -117,15 +117,18 @@ class WireProxy:
             time.sleep(quiet - idle)
 
     def mark(self) -> int:
-        """The count now (once the apps are quiet): pass it to `since`."""
+        """The count now, once the apps are quiet: pass it to `since`."""
         self.settle()
         with self._lock:
             return self.statements
 
-    def since(self, mark: int) -> tuple[int, list[str]]:
-        """Statements counted since `mark` (once the apps are quiet), and the SQL of
-        those the log still holds."""
-        self.settle()
+    def since(self, mark: int, *, at_least: int = 0, quiet: float = 0.05) -> tuple[int, list[str]]:
+        """Statements counted since `mark`, and the SQL of those the log still holds:
+        once `at_least` have come (5 s at most) and then none for `quiet` seconds."""
+        deadline = time.perf_counter() + 5.0
+        while self.statements - mark < at_least and time.perf_counter() < deadline:
+            time.sleep(0.001)
+        self.settle(quiet)
         with self._lock:
             return self.statements - mark, [sql for n, _, sql in self.log if n > mark]
 
