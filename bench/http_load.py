@@ -70,8 +70,10 @@ def wrk(url: str, connections: int, seconds: int, script: Path) -> Load:
         for percent, value, unit in re.findall(r"^\s+(\d+)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
     }
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    assert rate is not None  # checked above
     return Load(
-        requests_per_second=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        requests_per_second=float(rate.group(1)),
         p50_ms=latency["50"],
         p99_ms=latency["99"],
         socket_errors=sum(map(int, errors.groups())) if errors else 0,

@@ -60,7 +60,7 @@ class FrontendParser:
                 continue
             if len(self.buffer) < 5:
                 return
-            kind = self.buffer[0:1]
+            kind = bytes(self.buffer[0:1])
             (length,) = struct.unpack_from("!i", self.buffer, 1)
             if len(self.buffer) < 1 + length:
                 return
