@@ -13,12 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 # what, how, ours, reference
 Row = tuple[str, str, str, str]
+T = TypeVar("T")
 
 
 @dataclass
@@ -39,14 +40,28 @@ def alternate(repeat: int, **actions: Callable[[], object]) -> dict[str, float]:
     """
     for action in actions.values():
         action()
-    samples: dict[str, list[float]] = {name: [] for name in actions}
+    samples = rounds(repeat, **{name: timed(action) for name, action in actions.items()})
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def rounds(repeat: int, **actions: Callable[[], T]) -> dict[str, list[T]]:
+    """What each action returned in each of `repeat` rounds, the actions in turn within a
+    round (alternate's order, no warm-up): for results that are more than one number."""
+    samples: dict[str, list[T]] = {name: [] for name in actions}
     for _ in range(repeat):
         for name, action in actions.items():
-            start = time.perf_counter()
-            measured = action()
-            elapsed = time.perf_counter() - start
-            samples[name].append(measured if isinstance(measured, float) else elapsed)
-    return {name: statistics.median(values) for name, values in samples.items()}
+            samples[name].append(action())
+    return samples
+
+
+def timed(action: Callable[[], object]) -> Callable[[], float]:
+    def run() -> float:
+        start = time.perf_counter()
+        measured = action()
+        elapsed = time.perf_counter() - start
+        return measured if isinstance(measured, float) else elapsed
+
+    return run
 
 
 def check(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
@@ -68,7 +83,8 @@ def load_module(path: Path) -> ModuleType:
 
 
 # The rendered services' embedded-server settings and data directory, for the bench's server.
-embedded_server = load_module(ROOT / "template" / "tests" / "infra" / "embedded_server.py")
+EMBEDDED_SERVER = ROOT / "template" / "tests" / "infra" / "embedded_server.py"
+embedded_server = load_module(EMBEDDED_SERVER)
 
 
 def template_repo(workdir: Path) -> Path:
