@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from copier import run_copy
 from helpers import ROOT, Service, load_fixup, table_names
 from sqlalchemy.engine import URL
 from updating import (
@@ -27,6 +26,7 @@ from updating import (
     commit_all,
     copier_update,
     git,
+    render_committed,
     replace_once,
 )
 
@@ -74,15 +74,6 @@ def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     commit_all(repo, "v0.2.0: fix env.py")
     git(repo, "tag", "v0.2.0")
     return repo
-
-
-def render_committed(template_repo: Path, dst: Path, ref: str, **data: object) -> Path:
-    run_copy(
-        str(template_repo), dst, data=data, vcs_ref=ref, defaults=True, unsafe=True, quiet=True
-    )
-    git(dst, "init", "-q")
-    commit_all(dst, f"render {ref}")
-    return dst
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from helpers import ROOT, Service, applied_versions, load_fixup, one_line_failure, sql
 from sqlalchemy.engine import URL
-from test_update import IDENTITY, TEMPLATE_FILES, commit_all, copier_update, git, render_committed
+from updating import TEMPLATE_FILES, commit_all, copier_update, git, render_committed
 
 OLD_CONFTEST = Path(__file__).parent / "data" / "v0_1_0_conftest.py.jinja"
 # A revision as alembic-postgresql-enum wrote it under v0.2.0: no import of its own.
@@ -151,12 +151,9 @@ def test_v0_3_0_finds_every_head_and_merge_parent(tmp_path: Path) -> None:
     assert migration.heads(tmp_path) == ["d", "e"]
 
 
-def test_a_real_update_across_v0_3_0_runs_both_fix_ups(
-    tmp_path: Path, database_url: URL, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.usefixtures("git_identity")
+def test_a_real_update_across_v0_3_0_runs_both_fix_ups(tmp_path: Path, database_url: URL) -> None:
     """copier itself runs the v0.3.0 entries of `_migrations` (versions, paths, python)."""
-    for key, value in IDENTITY.items():
-        monkeypatch.setenv(key, value)
     repo = tmp_path / "template"
     repo.mkdir()
     for name in TEMPLATE_FILES:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import yaml
+from copier import run_copy
 from helpers import Service
 
 # What a template repository holds (copier.yml's _subdirectory is template/).
@@ -65,3 +66,12 @@ def assert_no_conflicts_left(root: Path) -> None:
             for line in path.read_text(errors="replace").splitlines():
                 assert not line.startswith(("<<<<<<< ", ">>>>>>> ")), path
                 assert line != "=======", path
+
+
+def render_committed(template_repo: Path, dst: Path, ref: str, **data: object) -> Path:
+    run_copy(
+        str(template_repo), dst, data=data, vcs_ref=ref, defaults=True, unsafe=True, quiet=True
+    )
+    git(dst, "init", "-q")
+    commit_all(dst, f"render {ref}")
+    return dst
