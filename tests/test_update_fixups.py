@@ -180,3 +180,20 @@ def test_a_real_update_across_v0_3_0_runs_both_fix_ups(tmp_path: Path, database_
     assert "no problems in 0 revision(s)" in service.ok(
         service.run(sys.executable, "-m", "tests.infra.migration_lint")
     )
+
+
+def test_v0_4_0_aliases_only_the_old_paths_the_services_code_imports(tmp_path: Path) -> None:
+    layout = load_fixup("v0_4_0_layout")
+    for folder in ("app/db", "app/infra/web", "scripts", "tests"):
+        (tmp_path / folder).mkdir(parents=True)
+    (tmp_path / "scripts/seed.py").write_text("from app.db.session import create_engine\n")
+    (tmp_path / "app/infra/web/database.py").write_text("from app.web.database import x\n")
+
+    [line] = layout.write_aliases(tmp_path, "app")
+
+    assert line.endswith("app/db/session.py, app/db/migrate.py.")  # the step: always
+    alias = (tmp_path / "app/db/session.py").read_text()
+    assert "create_app_engine as create_engine" in alias and "DeprecationWarning" in alias
+    # infra/ is the template's: its text imports nothing of the user's.
+    assert not (tmp_path / "app/web").exists() and not (tmp_path / "tests/db_fixtures.py").exists()
+    assert layout.write_aliases(tmp_path, "app") == []  # nothing is written twice

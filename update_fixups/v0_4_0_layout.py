@@ -126,7 +126,7 @@ def write_aliases(project: Path, package: str) -> list[str]:
         for path, parts in ALIASES.items()
     }
     sources[f"{package}/db/migrate.py"] = MIGRATE_ALIAS.format(p=package, removed=REMOVED_IN)
-    own_code = _own_python_sources(project, package)
+    own_code = _own_python_sources(project)
     done = []
     for relative, source in sources.items():
         path = project / relative
@@ -150,13 +150,17 @@ def write_aliases(project: Path, package: str) -> list[str]:
     ]
 
 
-def _own_python_sources(project: Path, package: str) -> str:
-    """The service's own Python: its package and tests, outside the template's infra/."""
+def _own_python_sources(project: Path) -> str:
+    """The service's own Python anywhere in the project (its package, tests, scripts...),
+    outside the template's infra/ folders, virtualenvs and hidden folders."""
     texts = []
-    for folder in (project / package, project / "tests"):
-        for path in folder.rglob("*.py"):
-            if "infra" not in path.relative_to(folder).parts:
-                texts.append(path.read_text(errors="replace"))
+    for path in project.rglob("*.py"):
+        parts = path.relative_to(project).parts
+        if "infra" in parts or any(
+            part.startswith(".") or part == "node_modules" for part in parts
+        ):
+            continue
+        texts.append(path.read_text(errors="replace"))
     return "\n".join(texts)
 
 
