@@ -157,6 +157,10 @@ def test_update_reaches_the_new_layout_and_keeps_the_users_work(
     assert "import models" not in (root / "app/db/base.py").read_text()
     assert "app/db/base.py: removed its import of app.models" in output
 
+    # The aliases are as lint- and type-clean as the rest of the service.
+    service.ok(service.run(sys.executable, "-m", "ruff", "check", "."))
+    service.ok(service.run(sys.executable, "-m", "ruff", "format", "--check", "."))
+    service.ok(service.run(sys.executable, "-m", "mypy", "--strict"))
     service.ok(service.alembic("upgrade", "head", database_url=database_url))
     service.ok(service.alembic("check", database_url=database_url))
     assert "book" in table_names(database_url)

@@ -66,11 +66,11 @@ ALIASES: dict[str, tuple[str, str, str, str]] = {
     ),
     "{p}/web/database.py": (
         "the web layer moved to {p}/infra/web/database.py",
-        "from {p}.infra.web.database import ReadSessionsDep as ReadsDep  # noqa: F401\n"
-        "from {p}.infra.web.database import get_read_sessions as get_reads  # noqa: F401\n"
         "from {p}.infra.web.database import (  # noqa: F401\n"
         "    EngineDep,\n    ReadSessionDep,\n    SessionDep,\n    get_engine,\n"
-        "    get_read_session,\n    get_session,\n    lifespan,\n)\n",
+        "    get_read_session,\n    get_session,\n    lifespan,\n)\n"
+        "from {p}.infra.web.database import ReadSessionsDep as ReadsDep  # noqa: F401\n"
+        "from {p}.infra.web.database import get_read_sessions as get_reads  # noqa: F401\n",
         "{p}.infra.web.database",
         "import from there (ReadsDep is ReadSessionsDep)",
     ),
