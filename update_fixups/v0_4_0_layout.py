@@ -40,54 +40,65 @@ warnings.warn(
     stacklevel=2,
 )
 """
-# old path -> (what moved, import lines, new home, what to change); {p} is the package.
-ALIASES: dict[str, tuple[str, str, str, str]] = {
+# old path -> (what moved, new home, {old name: new name}, what to change); {p} is the package.
+ALIASES: dict[str, tuple[str, str, dict[str, str], str]] = {
     "{p}/db/session.py": (
         "the engines moved to {p}/infra/engines.py",
-        "from {p}.infra.engines import create_app_engine as create_engine  # noqa: F401\n"
-        "from {p}.infra.engines import (  # noqa: F401\n"
-        "    create_read_engine,\n    create_sessionmaker,\n    engine_for,\n)\n",
         "{p}.infra.engines",
+        {
+            "create_engine": "create_app_engine",
+            "create_read_engine": "create_read_engine",
+            "create_sessionmaker": "create_sessionmaker",
+            "engine_for": "engine_for",
+        },
         "import from there (create_engine is create_app_engine)",
     ),
     "{p}/db/settings.py": (
         "the settings moved to {p}/infra/settings.py",
-        "from {p}.infra.settings import (  # noqa: F401\n"
-        "    DatabaseSettings,\n    MigrationSettings,\n    settings_error_line,\n)\n",
         "{p}.infra.settings",
+        {name: name for name in ("DatabaseSettings", "MigrationSettings", "settings_error_line")},
         "import DatabaseSettings from there in {p}/core/config.py",
     ),
     "{p}/db/reads.py": (
         "read sessions moved to {p}/infra/read_sessions.py",
-        "from {p}.infra.read_sessions import (  # noqa: F401\n"
-        "    ReadSessions,\n    ReplicaState,\n    ReplicaUnavailable,\n)\n",
         "{p}.infra.read_sessions",
+        {name: name for name in ("ReadSessions", "ReplicaState", "ReplicaUnavailable")},
         "import from there",
     ),
     "{p}/web/database.py": (
         "the web layer moved to {p}/infra/web/database.py",
-        "from {p}.infra.web.database import (  # noqa: F401\n"
-        "    EngineDep,\n    ReadSessionDep,\n    SessionDep,\n    get_engine,\n"
-        "    get_read_session,\n    get_session,\n    lifespan,\n)\n"
-        "from {p}.infra.web.database import ReadSessionsDep as ReadsDep  # noqa: F401\n"
-        "from {p}.infra.web.database import get_read_sessions as get_reads  # noqa: F401\n",
         "{p}.infra.web.database",
+        {
+            **{
+                name: name
+                for name in (
+                    "EngineDep",
+                    "ReadSessionDep",
+                    "SessionDep",
+                    "get_engine",
+                    "get_read_session",
+                    "get_session",
+                    "lifespan",
+                )
+            },
+            "ReadsDep": "ReadSessionsDep",
+            "get_reads": "get_read_sessions",
+        },
         "import from there (ReadsDep is ReadSessionsDep)",
     ),
     "{p}/web/health.py": (
         "/health moved to {p}/infra/web/health.py",
-        "from {p}.infra.web.health import router  # noqa: F401\n",
         "{p}.infra.web.health",
+        {"router": "router"},
         "import from there in {p}/main.py",
     ),
-    "tests/db_fixtures.py": (
-        "the database fixtures moved to tests/infra/db_fixtures.py",
-        "from .infra.db_fixtures import *  # noqa: F403\n"
-        "from .infra.db_fixtures import __all__  # noqa: F401\n",
-        "tests.infra.db_fixtures",
-        "write `from .infra.db_fixtures import *  # noqa: F403` in tests/conftest.py",
-    ),
 }
+FIXTURES_ALIAS = (
+    "the database fixtures moved to tests/infra/db_fixtures.py",
+    "from .infra.db_fixtures import *  # noqa: F403\nfrom .infra.db_fixtures import __all__  # noqa: F401\n",
+    "tests.infra.db_fixtures",
+    "write `from .infra.db_fixtures import *  # noqa: F403` in tests/conftest.py",
+)
 MIGRATE_ALIAS = '''"""Deprecated since v0.4.0, removed in {removed}: the migrate step is
 `python -m {p}.infra.migrate`.
 
@@ -122,9 +133,16 @@ def write_aliases(project: Path, package: str) -> list[str]:
     """Alias modules at the old paths the service's own files still import (and the
     migrate step's, which deploy files outside the repository may call)."""
     sources = {
-        path.format(p=package): _alias_source(path, package, *parts)
-        for path, parts in ALIASES.items()
-    }
+        path.format(p=package): _alias_source(
+            path.format(p=package), what.format(p=package), _imports_of(new.format(p=package), names),
+            new.format(p=package), change.format(p=package),
+        )
+        for path, (what, new, names, change) in ALIASES.items()
+    }  # fmt: skip
+    what, imports, new, change = FIXTURES_ALIAS
+    sources["tests/db_fixtures.py"] = _alias_source(
+        "tests/db_fixtures.py", what, imports, new, change
+    )
     sources[f"{package}/db/migrate.py"] = MIGRATE_ALIAS.format(p=package, removed=REMOVED_IN)
     own_code = _own_python_sources(project)
     done = []
@@ -176,17 +194,29 @@ def _imports(sources: str, module: str) -> bool:
     return any(re.search(pattern, sources) for pattern in patterns)
 
 
-def _alias_source(path: str, package: str, what: str, imports: str, new: str, change: str) -> str:
-    old = path.format(p=package).removesuffix(".py").replace("/", ".")
+def _imports_of(module: str, names: dict[str, str]) -> str:
+    """Import lines giving each old name, exported (`__all__`), in ruff's import order."""
+    same = sorted((old for old, new in names.items() if old == new), key=_ruff_order)
+    statements = [(_ruff_order(new), f"from {module} import {new} as {old}\n")
+                  for old, new in names.items() if old != new]  # fmt: skip
+    if same:
+        block = "".join(f"    {name},\n" for name in same)
+        statements.append((_ruff_order(same[0]), f"from {module} import (\n{block})\n"))
+    exported = "".join(f'    "{name}",\n' for name in sorted(names))
+    return "".join(line for _, line in sorted(statements)) + f"\n__all__ = [\n{exported}]\n"
+
+
+def _ruff_order(name: str) -> tuple[int, str]:
+    # isort's order by type: CONSTANTS, then Classes, then functions and variables.
+    return (0 if name.isupper() else 1 if name[:1].isupper() else 2, name.lower())
+
+
+def _alias_source(path: str, what: str, imports: str, new: str, change: str) -> str:
+    old = path.removesuffix(".py").replace("/", ".")
     return (
-        _HEADER.format(removed=REMOVED_IN, what=what.format(p=package))
-        + imports.format(p=package)
-        + _WARN.format(
-            old=old,
-            new=new.format(p=package),
-            change=change.format(p=package),
-            path=path.format(p=package),
-        )
+        _HEADER.format(removed=REMOVED_IN, what=what)
+        + imports
+        + _WARN.format(old=old, new=new, change=change, path=path)
     )
 
 
