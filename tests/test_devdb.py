@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
+from pathlib import Path
 
 from helpers import Service
 
 
-def test_devdb_prints_no_runtime_dir_warning(service: Service) -> None:
+def test_devdb_prints_no_runtime_dir_warning(default_render: Path, open_tmp_path: Path) -> None:
+    service = Service(Path(shutil.copytree(default_render, open_tmp_path / "my-service")))
     env = service.env()
     env.pop("XDG_RUNTIME_DIR", None)
     devdb = (sys.executable, "scripts/devdb.py")

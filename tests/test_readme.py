@@ -35,8 +35,11 @@ def test_ci_runs_the_readme_test_command_exactly() -> None:
 
 
 @pytest.mark.slow
-def test_readme_service_command_brings_a_service_up(copier_template: Path, tmp_path: Path) -> None:
+def test_readme_service_command_brings_a_service_up(
+    copier_template: Path, open_tmp_path: Path
+) -> None:
     """Runs the first README line as a new user would, against this checkout."""
+    tmp_path = open_tmp_path
     command = setup_commands()[0].replace(TEMPLATE_URL, str(copier_template))
     home = tmp_path / "home"
     home.mkdir()

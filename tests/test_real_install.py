@@ -26,10 +26,10 @@ priority = "primary"
     ("package_manager", "web"), [("uv", "fastapi"), ("poetry", "none")], ids=["uv", "poetry"]
 )
 def test_bootstrap_installs_migrates_and_tests_through_the_manager(
-    package_manager: str, web: str, copier_template: Path, tmp_path: Path
+    package_manager: str, web: str, copier_template: Path, open_tmp_path: Path
 ) -> None:
     service = Service(
-        render(copier_template, tmp_path / "svc", package_manager=package_manager, web=web)
+        render(copier_template, open_tmp_path / "svc", package_manager=package_manager, web=web)
     )
     if package_manager == "poetry":
         with (service.path / "pyproject.toml").open("a") as pyproject:
