@@ -61,26 +61,23 @@ def faults_server() -> Iterator[Cluster]:
 @pytest.fixture
 def faults_url(faults_server: Cluster) -> Iterator[URL]:
     """A fresh database on the (running) faults server."""
-    if faults_server.pid is None:
-        start(faults_server)
+    start(faults_server)
     name = f"f_{uuid4().hex[:12]}"
     faults_server.psql(f"CREATE DATABASE {name}")
     try:
         yield faults_server.url(name)
     finally:
-        if faults_server.pid is None:
-            start(faults_server)
+        start(faults_server)  # a test that failed may have left it stopped
         faults_server.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def start(cluster: Cluster) -> None:
-    """Start; after a SIGKILL of the postmaster its children may take a moment to exit
-    (until then a new postmaster refuses their shared memory)."""
+    """Start, unless it runs; after a SIGKILL of the postmaster its children may take a
+    moment to exit (until then a new postmaster refuses their shared memory)."""
     deadline = time.monotonic() + BOUND
-    while True:
+    while cluster.pid is None or not running(cluster.pid):
         try:
             cluster.start()
-            return
         except subprocess.CalledProcessError:
             assert time.monotonic() < deadline, "the faults server did not start again"
             time.sleep(0.2)
