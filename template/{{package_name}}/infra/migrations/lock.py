@@ -38,7 +38,6 @@ logger = logging.getLogger("alembic.env")  # under alembic.ini's `alembic` logge
 # Concurrent runs on one database (replicas starting together) queue on this key.
 MIGRATION_LOCK_KEY = 0x616C656D  # "alem"
 LOCK_POLL_SECONDS = 0.2
-WAITING = "while waiting for the migration lock"
 # A name, not `except (A, B):`, which ruff formats without parentheses for py314 targets.
 _CONNECTION_GONE = (SQLAlchemyError, OSError)
 
@@ -66,12 +65,10 @@ def migration_lock(connection: Connection) -> Iterator[None]:
             _hold_for_transaction(connection, settings)
             yield
     else:
-        with database_failures_described(connection, WAITING):
-            previous = _wait_for_lock(connection, "pg_try_advisory_lock", settings)
+        previous = _wait_for_lock(connection, "pg_try_advisory_lock", settings)
         try:
-            with database_failures_described(connection, WAITING):
-                _set_timeouts(connection, settings, local=False)
-                connection.commit()  # so Alembic begins (and may commit) transactions of its own
+            _set_timeouts(connection, settings, local=False)
+            connection.commit()  # so Alembic begins (and may commit) transactions of its own
             yield
         finally:
             _release_session_lock(connection, previous)
@@ -96,9 +93,8 @@ def read_migration_settings() -> MigrationSettings:
 def _hold_for_transaction(connection: Connection, settings: MigrationSettings) -> None:
     # The lock and timeouts end with the transaction: nothing leaks into a
     # pooler's shared server connection or the caller's later transactions.
-    with database_failures_described(connection, WAITING):
-        _wait_for_lock(connection, "pg_try_advisory_xact_lock", settings)
-        _set_timeouts(connection, settings, local=True)
+    _wait_for_lock(connection, "pg_try_advisory_xact_lock", settings)
+    _set_timeouts(connection, settings, local=True)
 
 
 def _release_session_lock(connection: Connection, previous: tuple[str, str]) -> None:
@@ -124,13 +120,17 @@ def _wait_for_lock(
 ) -> tuple[str, str]:
     """Poll for the lock, for at most MIGRATION_LOCK_WAIT_SECONDS (0: no limit); return
     the session's timeouts as they were. Refuses a standby."""
+    with database_failures_described(connection, "while waiting for the migration lock"):
+        return _poll_for_lock(connection, function, settings.MIGRATION_LOCK_WAIT_SECONDS)
+
+
+def _poll_for_lock(connection: Connection, function: str, bound: float) -> tuple[str, str]:
     owns_transaction = not connection.in_transaction()
     query = text(
         "SELECT pg_is_in_recovery(),"
         f" CASE WHEN pg_is_in_recovery() THEN false ELSE {function}(:key) END,"
         " current_setting('lock_timeout'), current_setting('statement_timeout')"
     )
-    bound = settings.MIGRATION_LOCK_WAIT_SECONDS
     waited_since = None
     while True:
         standby, locked, lock_timeout, statement_timeout = connection.execute(

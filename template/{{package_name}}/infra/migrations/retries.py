@@ -104,7 +104,8 @@ class _Steps:
     def __init__(self, migration_context: MigrationContext) -> None:
         self.current: Any = None
         self.finished = False
-        steps = migration_context._migrations_fn
+        # Alembic's own attribute: should it ever go, failures name no revision.
+        steps = getattr(migration_context, "_migrations_fn", None)
         if steps is None:
             return
 
@@ -151,15 +152,13 @@ def _attempt(
         yield
         if savepoint is not None:
             savepoint.commit()
-    except CommandError:
-        raise
     except Exception as exc:
         if savepoint is not None and savepoint.is_active:
             with suppress(*_CONNECTION_GONE):
                 savepoint.rollback()
-        cause = database_failure(exc)
+        cause = None if isinstance(exc, CommandError) else database_failure(exc)
         if cause is None:
-            raise  # a revision's own bug: the traceback shows where
+            raise  # one line already, or a revision's own bug (the traceback shows where)
         if is_lock_timeout(cause):
             assert isinstance(cause, DBAPIError)
             timed_out.append(cause)
