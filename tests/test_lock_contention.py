@@ -24,6 +24,7 @@ import pytest
 from helpers import Service, applied_versions, one_line_failure, sql
 from servers import PgBouncer
 from sqlalchemy.engine import URL
+from test_migration_faults import Run
 
 BOUND = 60.0  # no wait in this module is longer
 LEDGER = """
@@ -134,17 +135,13 @@ def test_a_hung_lock_holder_is_named_after_the_bounded_wait(
 ) -> None:
     service.write_revision("r1", None, LEDGER + '    op.execute("SELECT pg_sleep(0.3)")\n')
     first_url = database_url.update_query_dict({"application_name": "first-runner"})
-    first = subprocess.Popen(
-        [sys.executable, "-m", "alembic", "upgrade", "head"],
-        cwd=service.path, env=service.env(first_url),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+    first = Run(service, (sys.executable, "-m", "alembic", "upgrade", "head"), first_url)
     try:
-        assert first.stdout is not None
-        for line in first.stdout:  # until it holds the lock and runs the revision
-            if "Running upgrade" in line:
-                break
-        os.kill(first.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + BOUND
+        while not any("Running upgrade" in line for line in first.lines):  # it holds the lock
+            assert time.monotonic() < deadline and first.process.poll() is None, first.lines
+            time.sleep(0.01)
+        os.kill(first.process.pid, signal.SIGSTOP)
         [(pid,)] = sql(
             database_url,
             "SELECT pid FROM pg_stat_activity WHERE application_name = 'first-runner'",
@@ -168,12 +165,9 @@ def test_a_hung_lock_holder_is_named_after_the_bounded_wait(
         waited = float(re.search(r"waiting ([\d.]+) s", line)[1])  # type: ignore[index]
         assert 5.0 <= waited < 6.0, line
     finally:
-        os.kill(first.pid, signal.SIGCONT)
-        try:
-            first.communicate(timeout=BOUND)
-        finally:
-            first.kill()  # no-op once it ended
-    assert first.returncode == 0
+        os.kill(first.process.pid, signal.SIGCONT)
+        code, lines = first.finish()  # bounded; killed past the bound
+    assert code == 0, lines
     assert applied_versions(database_url) == ["r1"]
     assert advisory_locks(database_url) == 0
 

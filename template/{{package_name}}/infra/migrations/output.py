@@ -120,4 +120,4 @@ def describe_run_failure(cause: BaseException, url: URL | None, doing: str) -> s
             f"{reason}; run again once the server is back"
         )
     line = describe_database_error(cause, url)
-    return f"{line} ({doing})" if doing else line
+    return f"{line}, {doing}" if doing else line
