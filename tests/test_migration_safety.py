@@ -75,7 +75,9 @@ def test_a_migration_behind_a_lock_fails_fast(service: Service, database_url: UR
     service.write_revision("r2", "r1", 'op.add_column("ledger", sa.Column("note", sa.Text))')
 
     with table_locked(database_url, "ledger"):
-        env = service.env(database_url, MIGRATION_LOCK_TIMEOUT_SECONDS="0.5")
+        env = service.env(
+            database_url, MIGRATION_LOCK_TIMEOUT_SECONDS="0.5", MIGRATION_LOCK_RETRIES="0"
+        )
         # Without lock_timeout this blocks until the lock holder lets go:
         # the subprocess timeout turns that into a failure.
         result = service.alembic("upgrade", "head", env=env, timeout=60)

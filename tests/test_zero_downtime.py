@@ -92,7 +92,9 @@ def test_lock_timeout_still_fires_after_an_autocommit_block(
     )
     with table_locked(database_url, "busy"):
         # Without the lock timeout this waits for the holder: the CLI timeout fails it.
-        code, output = upgrade(service, database_url, MIGRATION_LOCK_TIMEOUT_SECONDS="0.5")
+        code, output = upgrade(
+            service, database_url, MIGRATION_LOCK_TIMEOUT_SECONDS="0.5", MIGRATION_LOCK_RETRIES="0"
+        )
     assert code != 0
     assert "canceling statement due to lock timeout" in output, output
 

@@ -85,6 +85,11 @@ class MigrationSettings(_FromEnvironment):
 
     MIGRATION_LOCK_TIMEOUT_SECONDS: float = Field(default=5.0, ge=0)
     MIGRATION_STATEMENT_TIMEOUT_SECONDS: float = Field(default=0.0, ge=0)  # 0 = no limit
+    # A statement that times out on a lock (or the transaction it ran in) is tried
+    # again this many times, after growing pauses (migrations/retries.py).
+    MIGRATION_LOCK_RETRIES: int = Field(default=5, ge=0)
+    # How long a run waits for another run's migration lock; 0 = no limit.
+    MIGRATION_LOCK_WAIT_SECONDS: float = Field(default=900.0, ge=0)
     # The migrate step (`python -m <package>.infra.migrate`) only: how long it waits
     # for a database that is not reachable yet (a container started before
     # PostgreSQL), and how often it tries. 0 = try once.

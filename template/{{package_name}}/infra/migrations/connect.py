@@ -23,10 +23,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..errors import describe_database_error, is_not_reachable_yet
 from .lock import read_migration_settings
+from .output import database_failure, describe_run_failure
 
 logger = logging.getLogger("alembic.env")  # under alembic.ini's `alembic` logger
 # Set by the migrate step (`python -m <package>.infra.migrate`): wait for the database.
 WAIT_FOR_DATABASE = "wait_for_database"
+# A name, not `except (A, B):`, which ruff formats without parentheses for py314 targets.
+_CANNOT_CONNECT = (DBAPIError, OSError)
 
 
 @asynccontextmanager
@@ -41,12 +44,19 @@ async def connect_when_reachable(engine: AsyncEngine) -> AsyncIterator[AsyncConn
     """
     try:
         connection = await _first_connection(engine)
-        try:
-            yield connection
-        finally:
-            await connection.close()
-    except (DBAPIError, OSError) as exc:
+    except _CANNOT_CONNECT as exc:
         raise CommandError(describe_database_error(exc, engine.url)) from None
+    try:
+        yield connection
+    except CommandError:
+        raise
+    except Exception as exc:
+        cause = database_failure(exc)
+        if cause is None:
+            raise  # a revision's own bug
+        raise CommandError(describe_run_failure(cause, engine.url, "")) from None
+    finally:
+        await connection.close()  # on a connection the server dropped, too: no error
 
 
 @contextmanager
@@ -100,7 +110,7 @@ async def _first_connection(engine: AsyncEngine) -> AsyncConnection:
             # Each try is bounded by the connect timeout. No try starts after the
             # deadline: the wait ends within the bound plus one connect timeout.
             connection = await engine.connect()
-        except (DBAPIError, OSError) as exc:
+        except _CANNOT_CONNECT as exc:
             reason = describe_database_error(exc, engine.url)
             if not is_not_reachable_yet(exc, engine.url):
                 raise CommandError(reason) from None

@@ -31,6 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..database_url import TRANSACTION_POOLER
 from ..settings import MigrationSettings, settings_error_line
+from .output import database_failures_described
 
 logger = logging.getLogger("alembic.env")  # under alembic.ini's `alembic` logger
 
@@ -64,7 +65,7 @@ def migration_lock(connection: Connection) -> Iterator[None]:
             _hold_for_transaction(connection, settings)
             yield
     else:
-        previous = _wait_for_lock(connection, "pg_try_advisory_lock")
+        previous = _wait_for_lock(connection, "pg_try_advisory_lock", settings)
         try:
             _set_timeouts(connection, settings, local=False)
             connection.commit()  # so Alembic begins (and may commit) transactions of its own
@@ -92,7 +93,7 @@ def read_migration_settings() -> MigrationSettings:
 def _hold_for_transaction(connection: Connection, settings: MigrationSettings) -> None:
     # The lock and timeouts end with the transaction: nothing leaks into a
     # pooler's shared server connection or the caller's later transactions.
-    _wait_for_lock(connection, "pg_try_advisory_xact_lock")
+    _wait_for_lock(connection, "pg_try_advisory_xact_lock", settings)
     _set_timeouts(connection, settings, local=True)
 
 
@@ -114,8 +115,16 @@ def _release_session_lock(connection: Connection, previous: tuple[str, str]) -> 
         logger.debug("migration lock not released: the connection is gone", exc_info=True)
 
 
-def _wait_for_lock(connection: Connection, function: str) -> tuple[str, str]:
-    """Poll for the lock; return the session's timeouts as they were. Refuses a standby."""
+def _wait_for_lock(
+    connection: Connection, function: str, settings: MigrationSettings
+) -> tuple[str, str]:
+    """Poll for the lock, for at most MIGRATION_LOCK_WAIT_SECONDS (0: no limit); return
+    the session's timeouts as they were. Refuses a standby."""
+    with database_failures_described(connection, "while waiting for the migration lock"):
+        return _poll_for_lock(connection, function, settings.MIGRATION_LOCK_WAIT_SECONDS)
+
+
+def _poll_for_lock(connection: Connection, function: str, bound: float) -> tuple[str, str]:
     owns_transaction = not connection.in_transaction()
     query = text(
         "SELECT pg_is_in_recovery(),"
@@ -140,8 +149,62 @@ def _wait_for_lock(connection: Connection, function: str) -> tuple[str, str]:
             return lock_timeout, statement_timeout
         if waited_since is None:
             waited_since = time.monotonic()
-            logger.info("Another migration run holds the lock; waiting for it to finish.")
-        time.sleep(LOCK_POLL_SECONDS)
+            _, holder = _lock_holder(connection, owns_transaction)
+            logger.info(
+                "Another migration run holds the lock: %s; waiting for it to finish%s.",
+                holder,
+                f", for at most {bound:g} s (MIGRATION_LOCK_WAIT_SECONDS)" if bound else "",
+            )
+        waited = time.monotonic() - waited_since
+        if bound and waited >= bound:
+            pid, holder = _lock_holder(connection, owns_transaction)
+            if pid is not None:  # else it was let go just now: try again
+                raise CommandError(
+                    f"gave up after waiting {waited:.1f} s for the migration lock "
+                    f"(MIGRATION_LOCK_WAIT_SECONDS={bound:g}); {holder} holds it. If that run "
+                    f"is hung, end it (SELECT pg_terminate_backend({pid})) and run again; if "
+                    "it is still migrating, wait for it or raise MIGRATION_LOCK_WAIT_SECONDS"
+                )
+        time.sleep(
+            min(LOCK_POLL_SECONDS, max(bound - waited, 0.01)) if bound else LOCK_POLL_SECONDS
+        )
+
+
+def _lock_holder(connection: Connection, owns_transaction: bool) -> tuple[int | None, str]:
+    """(pid, a description) of the session holding the migration lock: from pg_locks
+    (an advisory lock on a bigint key shows as classid = high, objid = low 32 bits)
+    and pg_stat_activity, whose details other roles see only with pg_read_all_stats."""
+    row = connection.execute(
+        _HOLDER_QUERY,
+        {"classid": MIGRATION_LOCK_KEY >> 32, "objid": MIGRATION_LOCK_KEY & 0xFFFFFFFF},
+    ).first()
+    if owns_transaction:
+        connection.commit()
+    if row is None:
+        return None, "no session"
+    pid, application, address, port, connected, state, in_state = row
+    details = [f"application_name '{application}'"] if application else []
+    if address is not None:
+        details.append(f"client {address}:{port}")
+    elif connected is not None:
+        details.append("client on a Unix socket")
+    if connected is not None:
+        details.append(f"connected {connected:.0f} s ago")
+    if state is not None and in_state is not None:
+        details.append(f"{state} for {in_state:.0f} s")
+    return pid, f"pid {pid}" + (f" ({', '.join(details)})" if details else "")
+
+
+_HOLDER_QUERY = text(
+    "SELECT l.pid, a.application_name, host(a.client_addr), a.client_port,"
+    " extract(epoch FROM now() - a.backend_start)::float8, a.state,"
+    " extract(epoch FROM now() - a.state_change)::float8"
+    " FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid"
+    " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
+    " AND l.classid = :classid AND l.objid = :objid"
+    " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    " LIMIT 1"
+)
 
 
 def _timeout_values(settings: MigrationSettings) -> tuple[str, str]:

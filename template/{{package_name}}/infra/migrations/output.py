@@ -1,4 +1,11 @@
-"""What a migration run prints: its log, and one line for a failure. Template-owned."""
+"""What a migration run prints: its log, and one line for a failure. Template-owned.
+
+- `configure_logging(config)`: alembic.ini's logging, the app's loggers kept.
+- `failures_as_one_line()`: around env.py, each failure as one `FAILED:` line.
+- `database_failure(exc)`: the database error behind what SQLAlchemy raised.
+- `describe_run_failure(cause, url, doing)`: that line, naming what the run was doing;
+  `database_failures_described(connection, doing)` raises it for a block.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +17,16 @@ from logging.config import fileConfig
 from alembic.config import Config
 from alembic.util import CommandError
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.engine import URL, Connection
+from sqlalchemy.exc import DBAPIError, StatementError
 
+from ..database_url import describe_endpoint
 from ..errors import describe_database_error
 from ..settings import settings_error_line
 from .autogenerate import ENUM_LIBRARY_IMPORT
+
+# What a failure on a dead connection raises: the driver's error, the network's.
+_DATABASE_ERRORS = (DBAPIError, OSError)
 
 
 def configure_logging(config: Config) -> None:
@@ -35,10 +47,10 @@ def failures_as_one_line() -> Iterator[None]:
     CommandError, which `alembic` prints as one `FAILED:` line, not a traceback."""
     try:
         yield
+    except CommandError:
+        raise
     except ValidationError as exc:
         raise CommandError(settings_error_line(exc)) from None
-    except (DBAPIError, OSError) as exc:
-        raise CommandError(describe_database_error(exc)) from None
     except AttributeError as exc:
         if not any(f"'{name}'" in str(exc) for name in ("add_enum_value", "sync_enum_values")):
             raise
@@ -47,3 +59,65 @@ def failures_as_one_line() -> Iterator[None]:
             f"{exc}: that revision uses alembic-postgresql-enum's operations; add "
             f"`{ENUM_LIBRARY_IMPORT}` to its imports"
         ) from None
+    except Exception as exc:
+        cause = database_failure(exc)
+        if cause is None:
+            raise  # a revision's own bug: the traceback shows where
+        raise CommandError(describe_run_failure(cause, None, "")) from None
+
+
+@contextmanager
+def database_failures_described(connection: Connection, doing: str) -> Iterator[None]:
+    """A database failure in the block as one line naming the server and `doing`."""
+    try:
+        yield
+    except CommandError:
+        raise
+    except Exception as exc:
+        cause = database_failure(exc)
+        if cause is None:
+            raise
+        raise CommandError(describe_run_failure(cause, connection.engine.url, doing)) from None
+
+
+def database_failure(exc: BaseException) -> BaseException | None:
+    """The database or network error behind `exc`, or None when there is none.
+
+    On a dead connection SQLAlchemy raises more than DBAPIError: a StatementError
+    around the driver's OSError, or, when cleanup (a COMMIT in a `finally`, such as
+    the one ending an `autocommit_block()`) touches the connection again, a
+    PendingRollbackError whose `__context__` is the original failure.
+    """
+    seen: set[int] = set()
+    candidate: BaseException | None = exc
+    while candidate is not None and id(candidate) not in seen:
+        seen.add(id(candidate))
+        if isinstance(candidate, _DATABASE_ERRORS):
+            return candidate
+        if isinstance(candidate, StatementError) and isinstance(candidate.orig, _DATABASE_ERRORS):
+            return candidate.orig
+        # What `raise ... from` named, else what was being handled (unless `from None`).
+        suppressed = candidate.__suppress_context__
+        candidate = candidate.__cause__ or (None if suppressed else candidate.__context__)
+    return None
+
+
+def connection_lost(cause: BaseException) -> bool:
+    """The server went away (stopped, killed, restarted) or the network failed."""
+    if isinstance(cause, DBAPIError):
+        return bool(cause.connection_invalidated)
+    return isinstance(cause, OSError) and not isinstance(cause, TimeoutError)
+
+
+def describe_run_failure(cause: BaseException, url: URL | None, doing: str) -> str:
+    """One line for a database failure in the middle of a run; `doing` says where,
+    e.g. "while applying 0002 (add isbn)"."""
+    if connection_lost(cause):
+        where = f" at {describe_endpoint(url)}" if url is not None else ""
+        reason = describe_database_error(cause).split(": ", 1)[-1]
+        return (
+            f"lost the connection to PostgreSQL{where}{f' {doing}' if doing else ''}: "
+            f"{reason}; run again once the server is back"
+        )
+    line = describe_database_error(cause, url)
+    return f"{line}, {doing}" if doing else line
