@@ -255,6 +255,8 @@ class Service:
     def autogenerate(self, database_url: URL, message: str) -> Path:
         """`alembic revision --autogenerate`; returns the one new revision file."""
         before = set(self.revisions())
+        if before:  # autogenerate compares with a database at head (FastAPI renders: `item`)
+            self.ok(self.alembic("upgrade", "head", database_url=database_url))
         self.ok(
             self.alembic("revision", "--autogenerate", "-m", message, database_url=database_url)
         )

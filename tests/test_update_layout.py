@@ -152,6 +152,10 @@ def test_update_reaches_the_new_layout_and_keeps_the_users_work(
     for alias in ALIASED[web]:
         assert "Deprecated since v0.4.0" in (root / alias).read_text(), alias
     assert not (root / "app/db/reads.py").exists()  # nothing of the user's imports it
+    # The example (routes, model, revision, tests) is for new services only.
+    assert not (root / "app/api").exists() and not (root / "app/models/item.py").exists()
+    assert not (root / "tests/test_items.py").exists()
+    assert not [path for path in service.revisions() if "add_item" in path.name]
     assert re.search(r"Deprecated aliases at the old paths, for one release", output), output
     # db/base.py: the user's now, without the import circle.
     assert "import models" not in (root / "app/db/base.py").read_text()

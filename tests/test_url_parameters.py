@@ -14,10 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from alembic import command
 from alembic.config import Config
+from certificates import make_certificates
 from helpers import Service, one_line_failure, sql
 from sqlalchemy.engine import URL
 
@@ -44,6 +46,13 @@ def url_module(rendered_package: Path) -> ModuleType:
     return importlib.import_module("app.infra.database_url")
 
 
+@pytest.fixture(scope="module")
+def client_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A client certificate and its (unencrypted) key."""
+    certificates = make_certificates(tmp_path_factory.mktemp("client"), "app")
+    return {"cert": str(certificates.client_cert), "key": str(certificates.client_key)}
+
+
 def arguments(url_module: ModuleType, query: str) -> tuple[str, dict[str, Any]]:
     database = url_module.parse_database_url(f"postgres://u:{PASSWORD}@db.example.com/app?{query}")
     engine_url = database.sqlalchemy_url.render_as_string(hide_password=True)
@@ -55,7 +64,8 @@ def arguments(url_module: ModuleType, query: str) -> tuple[str, dict[str, Any]]:
     [
         # Handed to asyncpg's libpq-compatible parser.
         ("sslmode=verify-ca&sslrootcert=/etc/hostname", {"dsn": "postgresql://?sslmode=verify-ca&sslrootcert=%2Fetc%2Fhostname"}),
-        ("sslcert=/etc/hostname&sslkey=/etc/hosts&sslmode=require", {"dsn": "postgresql://?sslcert=%2Fetc%2Fhostname&sslkey=%2Fetc%2Fhosts&sslmode=require"}),
+        # Real files: the key is loaded with its certificate when settings are read.
+        ("sslcert={cert}&sslkey={key}&sslmode=require", {"dsn": "postgresql://?sslcert={cert}&sslkey={key}&sslmode=require"}),
         ("ssl=require", {"dsn": "postgresql://?sslmode=require"}),
         # Translated.
         ("options=-c%20search_path%3Da%2Cb%20-c%20jit%3Doff", {"server_settings": {"search_path": "a,b", "jit": "off"}}),
@@ -75,8 +85,12 @@ def arguments(url_module: ModuleType, query: str) -> tuple[str, dict[str, Any]]:
     ],
 )  # fmt: skip
 def test_libpq_parameters_become_asyncpg_arguments(
-    url_module: ModuleType, query: str, expected: dict[str, Any]
+    url_module: ModuleType, client_files: dict[str, str], query: str, expected: dict[str, Any]
 ) -> None:
+    if "dsn" in expected:
+        quoted = {name: quote(path, safe="") for name, path in client_files.items()}
+        query = query.format(**client_files)
+        expected = {"dsn": expected["dsn"].format(**quoted)}
     engine_url, connect_args = arguments(url_module, query)
     assert connect_args == expected
     kept = "?target_session_attrs=read-write" if "target_session_attrs" in query else ""

@@ -2,11 +2,12 @@
 file in this folder current; your code goes outside it (README: "Where things go").
 
 Layers, each importing only those above it in this list:
-- database_url.py, libpq.py: a PostgreSQL URL, parsed once into what engines need;
+- database_url.py, libpq.py, url_text.py: a PostgreSQL URL, parsed once into what
+  engines need, and shown without its secrets;
 - settings.py: `DatabaseSettings`, which core/config.py's `Settings` extends;
 - errors.py: one readable line for a database failure;
 - engines.py, read_sessions.py: the app's engines, sessions and read-only sessions;
 - migrations/: what alembic/env.py calls; migrate.py, the deploy's migrate step;
-- web/ (FastAPI): lifespan, session dependencies, /health; healthcheck.py, the
-  image's HEALTHCHECK command.
+- web/ (FastAPI): lifespan, session dependencies, /health, JSON errors, the
+  one-line exit on invalid settings; healthcheck.py, the image's HEALTHCHECK command.
 """

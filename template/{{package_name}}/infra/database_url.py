@@ -8,7 +8,8 @@ which knows none of libpq's names (`sslmode=require` ends in a TypeError).
 `DatabaseUrl`: the URL for SQLAlchemy and the keyword arguments for asyncpg
 (libpq.py makes those), from which every engine is built: the app's, the read
 replicas', the migrations', the test fixtures'. Messages never contain the URL,
-so a password cannot leak through them.
+so a password cannot leak through them; a DatabaseUrl shows itself masked
+(url_text.py: no password, no secret parameter).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from .libpq import KEPT, asyncpg_arguments, last
+from .url_text import libpq_user_info, masked_url, refuse_control_characters
 
 ASYNC_DRIVER = "postgresql+asyncpg"
 # PaaS providers hand out postgres:// URLs; both spellings mean "PostgreSQL, default driver".
@@ -87,8 +89,13 @@ class DatabaseUrl:
             sqlalchemy_url=self.sqlalchemy_url.set(database=database),
         )
 
+    @property
+    def masked(self) -> str:
+        """The URL as configured, for people: password and secret parameters as ***."""
+        return masked_url(self.url)
+
     def __repr__(self) -> str:
-        return f"DatabaseUrl({self.url!r})"  # URL's repr masks the password
+        return f"DatabaseUrl({self.masked})"
 
 
 def parse_database_url(value: object, name: str = "DATABASE_URL") -> DatabaseUrl:
@@ -98,7 +105,7 @@ def parse_database_url(value: object, name: str = "DATABASE_URL") -> DatabaseUrl
     if isinstance(value, URL):
         url = value
     elif isinstance(value, str) and value.strip():
-        text = _host_list_as_query(value.strip(), name)
+        text = _host_list_as_query(libpq_user_info(value.strip(), name), name)
         try:
             url = make_url(text)
         except _NOT_A_URL:
@@ -118,6 +125,7 @@ def parse_database_url(value: object, name: str = "DATABASE_URL") -> DatabaseUrl
         url = url.set(**moved).difference_update_query(_URL_FIELDS)
     if not url.database:
         raise ValueError(f"{name} names no database; expected {_EXAMPLE}")
+    refuse_control_characters(url, name)
     if url.port is not None and not 0 < url.port < 65536:
         raise ValueError(f"{name} has port {url.port}, outside 1-65535")
     url = url.set(drivername=ASYNC_DRIVER)

@@ -20,9 +20,18 @@ from .settings import DatabaseSettings
 
 
 def engine_for(
-    database: DatabaseUrl, *, statement_timeout: float = 0, **engine_options: Any
+    database: DatabaseUrl,
+    *,
+    statement_timeout: float = 0,
+    hide_parameters: bool = True,
+    **engine_options: Any,
 ) -> AsyncEngine:
-    """An engine for any of the service's databases, as its settings parsed it."""
+    """An engine for any of the service's databases, as its settings parsed it.
+
+    `hide_parameters`: a failed statement's exception and log line show its SQL but
+    not its bound values (user data, passwords among them); DATABASE_LOG_PARAMETERS
+    turns it off for the app's engines, for debugging.
+    """
     connect_args = dict(database.connect_args)
     if statement_timeout and database.pooler == "transaction":
         # The pooler refuses startup settings: asyncpg cancels on the client side.
@@ -31,7 +40,12 @@ def engine_for(
         server_settings = dict(connect_args.get("server_settings", {}))
         server_settings.setdefault("statement_timeout", f"{int(statement_timeout * 1000)}ms")
         connect_args["server_settings"] = server_settings
-    return create_async_engine(database.sqlalchemy_url, connect_args=connect_args, **engine_options)
+    return create_async_engine(
+        database.sqlalchemy_url,
+        connect_args=connect_args,
+        hide_parameters=hide_parameters,
+        **engine_options,
+    )
 
 
 def create_app_engine(settings: DatabaseSettings) -> AsyncEngine:
@@ -60,4 +74,5 @@ def _pooled_engine(settings: DatabaseSettings, database: DatabaseUrl) -> AsyncEn
         pool_timeout=settings.DATABASE_POOL_TIMEOUT_SECONDS,
         pool_recycle=int(settings.DATABASE_POOL_RECYCLE_SECONDS) or -1,
         pool_pre_ping=settings.DATABASE_POOL_PRE_PING,
+        hide_parameters=not settings.DATABASE_LOG_PARAMETERS,
     )

@@ -12,6 +12,7 @@ import ssl
 
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from .database_url import describe_endpoint
 
@@ -32,9 +33,16 @@ NOT_YET_ERRNOS = frozenset(
     }
 )
 
+# Also unusable for a request, though waiting will not help the migrate step: a
+# server shutting down or crashed (57P01, 57P02) ends the connection it is on.
+UNAVAILABLE_SQLSTATES = NOT_YET_SQLSTATES | {"57P01", "57P02"}
+
 
 def describe_database_error(exc: BaseException, url: URL | None = None) -> str:
     where = f" at {describe_endpoint(url)}" if url is not None else ""
+    if is_invalid_host_name(exc):
+        reason = str(exc.__cause__ or exc).removeprefix("UnicodeError: ")
+        return f"cannot connect to PostgreSQL{where}: not a valid host name ({reason})"
     if isinstance(exc, DBAPIError):
         # SQLAlchemy's text adds the SQL and its parameters; keep the server's words only.
         original = exc.orig if exc.orig is not None else exc
@@ -49,7 +57,35 @@ def describe_database_error(exc: BaseException, url: URL | None = None) -> str:
     if isinstance(exc, OSError):
         reason = exc.strerror or str(exc).splitlines()[0] or type(exc).__name__
         return f"cannot connect to PostgreSQL{where}: {reason}"
-    return f"PostgreSQL{where}: {type(exc).__name__}: {exc}"
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return f"PostgreSQL{where}: {type(exc).__name__}: {first}"
+
+
+def is_invalid_host_name(exc: BaseException) -> bool:
+    """The IDNA codec refused a host name while resolving it (`hóst..example`)."""
+    return isinstance(exc, UnicodeError) and "idna" in str(exc)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when the database cannot be used right now (for a request: 503, retry
+    later): refused, unreachable, timed out, no free connection in the pool within
+    its timeout, a connection lost, a server starting up or shutting down. False for
+    a statement's own error (a constraint, a syntax error) and for TLS failures."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        original = exc.orig
+        if getattr(original, "sqlstate", None) in UNAVAILABLE_SQLSTATES:
+            return True
+        return isinstance(original, OSError) and is_unavailable(original)
+    if isinstance(exc, ssl.SSLError):
+        return False
+    if is_invalid_host_name(exc):  # as unreachable as a name DNS does not know
+        return True
+    # OSError covers TimeoutError, ConnectionError, socket.gaierror, a missing socket file.
+    return isinstance(exc, OSError)
 
 
 def is_not_reachable_yet(exc: BaseException, url: URL) -> bool:

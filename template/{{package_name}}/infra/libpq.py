@@ -10,6 +10,7 @@ URL, so a password cannot leak through them.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shlex
@@ -68,6 +69,9 @@ _KNOWN = _TO_ASYNCPG_PARSER | _TRANSLATED | KEPT | _CHECKED | _DROPPED | set(ASY
 _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 _SESSION_ATTRS = ("any", "primary", "standby", "prefer-standby", "read-write", "read-only")
 _SETTING = re.compile(r"(?:-c|--)([A-Za-z_][\w.]*)=(.*)", re.DOTALL)
+# PostgreSQL keeps its timeouts in milliseconds in an int: 2147483647 ms, 24.8 days.
+# The bound of every number of seconds here and in the settings.
+MAX_SECONDS = 2_147_483
 
 
 def asyncpg_arguments(parameters: Mapping[str, str | tuple[str, ...]], name: str) -> dict[str, Any]:
@@ -122,13 +126,18 @@ def asyncpg_arguments(parameters: Mapping[str, str | tuple[str, ...]], name: str
         path = query.get(key)
         if path is not None and path != "system" and not os.path.isfile(path):
             raise ValueError(f"{name}: {key} file {path} does not exist or is not a file")
+    if "sslcert" in query and parser.get("sslmode") != "disable":
+        _check_client_key(name, query["sslcert"], query.get("sslkey"), query.get("sslpassword"))
     return arguments
 
 
 def _server_settings(name: str, query: dict[str, str]) -> dict[str, str]:
     """libpq's `options` ('-c name=value' ...) and application_name, as server settings."""
     settings = {}
-    words = iter(shlex.split(query.get("options", "")))
+    try:
+        words = iter(shlex.split(query.get("options", "")))
+    except ValueError as exc:  # "No closing quotation", "No escaped character"
+        raise ValueError(f"{name}: options cannot be read: {exc} (unbalanced quotes?)") from None
     for word in words:
         match = _SETTING.fullmatch(f"-c{next(words, '')}" if word == "-c" else word)
         if match is None:
@@ -162,9 +171,33 @@ def _number(name: str, key: str, value: str, kind: type[int] | type[float]) -> i
         number = kind(value)
     except ValueError:
         raise ValueError(f"{name}: {key}={value} is not a number") from None
-    if number < 0:
-        raise ValueError(f"{name}: {key}={value} must not be negative")
+    if not math.isfinite(number):
+        raise ValueError(f"{name}: {key}={value} must be a finite number")
+    if not 0 <= number <= MAX_SECONDS:
+        raise ValueError(f"{name}: {key}={value} must be between 0 and {MAX_SECONDS:g}")
     return number
+
+
+def _check_client_key(name: str, cert: str, key: str | None, password: str | None) -> None:
+    """Load the client certificate and key as asyncpg will at connect time, so that a
+    key its password does not open fails now, in words ("[SSL] PEM lib" otherwise)."""
+    import ssl  # only URLs with a client certificate need it here
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        # A callable, as asyncpg passes it: never a prompt on the terminal.
+        context.load_cert_chain(cert, keyfile=key, password=lambda: password or "")
+    except ssl.SSLError as exc:
+        if "KEY_VALUES_MISMATCH" in str(exc):
+            raise ValueError(
+                f"{name}: sslkey {key or cert} is not the key of sslcert {cert}"
+            ) from None
+        raise ValueError(
+            f"{name}: sslkey {key or cert} could not be decrypted: check sslpassword "
+            "(and that sslcert and sslkey are PEM files)"
+        ) from None
+    except OSError as exc:  # unreadable: permissions
+        raise ValueError(f"{name}: sslcert or sslkey cannot be read: {exc.strerror}") from None
 
 
 def last(value: str | tuple[str, ...]) -> str:

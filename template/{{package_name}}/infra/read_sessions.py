@@ -24,7 +24,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from .engines import create_read_engine
@@ -108,7 +107,7 @@ class ReadSessions:
             self._retry_at = now + self.retry_seconds  # one read tries; the others skip it
         try:
             connection = await self.replica.connect()
-        except (DBAPIError, OSError) as exc:  # OSError: refused, timed out
+        except Exception as exc:  # refused, timed out, or unforeseen: reads go elsewhere
             self._down(describe_database_error(exc, self.replica.url))
             return None
         try:

@@ -96,9 +96,16 @@ def run_outside_event_loop(coroutine: Coroutine[Any, Any, None]) -> None:
         executor.submit(asyncio.run, coroutine).result()
 
 
+async def _connect(engine: AsyncEngine) -> AsyncConnection:
+    try:
+        return await engine.connect()
+    except UnicodeError as exc:  # a host name the IDNA codec refuses: no wait cures it
+        raise CommandError(describe_database_error(exc, engine.url)) from None
+
+
 async def _first_connection(engine: AsyncEngine) -> AsyncConnection:
     if not context.config.attributes.get(WAIT_FOR_DATABASE):
-        return await engine.connect()
+        return await _connect(engine)
     settings = read_migration_settings()
     bound = settings.MIGRATION_WAIT_FOR_DATABASE_SECONDS
     started = time.monotonic()
@@ -109,7 +116,7 @@ async def _first_connection(engine: AsyncEngine) -> AsyncConnection:
         try:
             # Each try is bounded by the connect timeout. No try starts after the
             # deadline: the wait ends within the bound plus one connect timeout.
-            connection = await engine.connect()
+            connection = await _connect(engine)
         except _CANNOT_CONNECT as exc:
             reason = describe_database_error(exc, engine.url)
             if not is_not_reachable_yet(exc, engine.url):

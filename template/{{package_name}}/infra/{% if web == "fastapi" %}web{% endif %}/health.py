@@ -5,7 +5,6 @@ import logging
 
 from fastapi import APIRouter, Response, status
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
 
 from ..errors import describe_database_error
 from ..read_sessions import ReadSessions, ReplicaState
@@ -27,7 +26,7 @@ async def health(
     try:
         async with asyncio.timeout(PROBE_TIMEOUT_SECONDS), engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
-    except (DBAPIError, OSError) as exc:
+    except Exception as exc:  # whatever it is, the answer is "down", never a 500
         # Details go to the log (without the password), never to the caller.
         logger.warning("health check: %s", describe_database_error(exc, engine.url))
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
@@ -41,4 +40,7 @@ async def replica_state(read_sessions: ReadSessions) -> ReplicaState:
         async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
             return await read_sessions.replica_state()
     except TimeoutError:
+        return "down"
+    except Exception as exc:  # unforeseen: down all the same, never a 500
+        logger.warning("health check: read replica: %s", describe_database_error(exc))
         return "down"

@@ -1,0 +1,1 @@
+"""The API's routers. Yours: rendered once, never overwritten by `copier update`."""

@@ -1,0 +1,594 @@
+"""Nothing leaks and nothing ends in a traceback (issue 19), in a rendered FastAPI service.
+
+Each probe (a secret in a URL, a URL that cannot be read, a number out of range, a
+host name that cannot be encoded, ...) goes through every way the service shows
+its settings or a failure: the settings' repr, str and dumps, or their
+ValidationError (str, `errors()`, `json()`); the migrate step; `alembic upgrade
+head`; `uvicorn app.main:app` starting; then, where it starts, `/health` and a
+request on the database. No output may hold a secret (raw or percent-encoded) or a
+traceback, and each exit code is the one stated.
+
+Then: a failed statement's log line shows its SQL without its bound values; a
+password with a raw `,` and `:` logs in as libpq reads it; and a request through
+`SessionDep` answers 503 JSON while PostgreSQL is stopped, 200 after it restarts,
+from the same process (a cluster of this module's own, with password logins,
+stopped and started by PID).
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import warnings
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+import yaml
+from dockerfile import exec_form, last
+from helpers import Service, one_line_failure, render
+from pydantic import ValidationError
+from servers import Cluster, Workspace, embedded_bindir, free_port
+from sqlalchemy.engine import URL
+
+PASSWORD = "Pw7-secret"
+KEY_PASSWORD = "Kp4-keypass"
+WRONG_KEY_PASSWORD = "Wk2-wrongpass"
+QUERY_PASSWORD = "Qp5-querypass"
+READ_PASSWORD = "Rd9-readpass"
+# libpq splits user-info at the first `:` and allows `,` in the password.
+COMMA_PASSWORD = "Kx7,Wq2:Zr5"
+DEV_DATABASE = "my_service_dev"  # the default render's
+NOWHERE = "127.0.0.1:1"  # nothing listens there: a stopped server
+SECONDS = 20.0  # bound of every wait below
+
+
+@dataclass(frozen=True)
+class Probe:
+    env: dict[str, str]
+    secrets: tuple[str, ...]
+    # The settings are refused with one line holding this; None: they are valid.
+    refused: str | None = None
+    # Valid settings: what the migrate step and `alembic upgrade head` end with.
+    failure: str | None = "cannot connect to PostgreSQL"
+    health: dict[str, str] = field(
+        default_factory=lambda: {"status": "unavailable", "database": "down", "replica": "none"}
+    )
+    items: int = 503  # GET /items/1
+    # What the engine must still get: the password, the key's password.
+    password: str | None = PASSWORD
+    key_password: str | None = None
+
+
+def url(password: str = PASSWORD, host: str = NOWHERE, query: str = "") -> str:
+    return f"postgresql://app:{password}@{host}/app" + (f"?{query}" if query else "")
+
+
+@pytest.fixture(scope="module")
+def client_key(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A client certificate and its key, encrypted with KEY_PASSWORD."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    directory = tmp_path_factory.mktemp("client-key")
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "app")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    (directory / "client.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / "client.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(KEY_PASSWORD.encode()),
+        )
+    )
+    return {"cert": str(directory / "client.crt"), "key": str(directory / "client.key")}
+
+
+def probes(client_key: dict[str, str], live: str) -> dict[str, Probe]:
+    """Every probe of the issue's table, and the secrets: `live` is a migrated database."""
+    tls = f"sslmode=require&sslcert={client_key['cert']}&sslkey={client_key['key']}"
+    refused: dict[str, Any] = {"failure": None, "health": {}, "items": 0, "password": None}
+    return {
+        "sslpassword": Probe(
+            {
+                "DATABASE_URL": url(query=f"{tls}&sslpassword={KEY_PASSWORD}"),
+                "DATABASE_MIGRATION_URL": url(query=f"{tls}&sslpassword={KEY_PASSWORD}"),
+            },
+            (PASSWORD, KEY_PASSWORD),
+            key_password=KEY_PASSWORD,
+        ),
+        "sslpassword-wrong": Probe(
+            {"DATABASE_URL": url(query=f"{tls}&sslpassword={WRONG_KEY_PASSWORD}")},
+            (PASSWORD, WRONG_KEY_PASSWORD),
+            refused="could not be decrypted: check sslpassword",
+            **refused,
+        ),
+        "password-parameter": Probe(
+            {"DATABASE_URL": f"postgresql://app@{NOWHERE}/app?password={QUERY_PASSWORD}"},
+            (QUERY_PASSWORD,),
+            password=QUERY_PASSWORD,
+        ),
+        "raw-at-in-password": Probe(
+            {"DATABASE_URL": url("Ab9@Zq7-atpass")},
+            ("Ab9", "Zq7-atpass"),
+            refused="percent-encode both: '@' as %40, '/' as %2F",
+            **refused,
+        ),
+        "raw-slash-in-password": Probe(
+            {"DATABASE_URL": url("Ab9/Zq7-slashpass")},
+            ("Ab9", "Zq7-slashpass"),
+            refused="cannot tell where its user name and password end",
+            **refused,
+        ),
+        "raw-comma-and-colon-in-password": Probe(
+            {"DATABASE_URL": url(COMMA_PASSWORD)}, ("Kx7", "Wq2", "Zr5"), password=COMMA_PASSWORD
+        ),
+        "lock-timeout-inf": Probe(
+            {"DATABASE_URL": url(), "MIGRATION_LOCK_TIMEOUT_SECONDS": "inf"},
+            (PASSWORD,),
+            refused="MIGRATION_LOCK_TIMEOUT_SECONDS: Input should be a finite number",
+            **refused,
+        ),
+        "statement-timeout-nan": Probe(
+            {"DATABASE_URL": url(), "DATABASE_STATEMENT_TIMEOUT_SECONDS": "nan"},
+            (PASSWORD,),
+            refused="DATABASE_STATEMENT_TIMEOUT_SECONDS: Input should be a finite number",
+            **refused,
+        ),
+        "pool-recycle-huge": Probe(
+            {"DATABASE_URL": url(), "DATABASE_POOL_RECYCLE_SECONDS": "1e300"},
+            (PASSWORD,),
+            refused="DATABASE_POOL_RECYCLE_SECONDS: Input should be less than or equal to",
+            **refused,
+        ),
+        "idna-host": Probe(
+            {"DATABASE_URL": url(host="hóst..example")},
+            (PASSWORD,),
+            failure="hóst..example:5432/app: not a valid host name",
+        ),
+        "idna-host-of-the-standby": Probe(
+            {"DATABASE_URL": live, "DATABASE_READ_URL": url(READ_PASSWORD, "hóst..example")},
+            (READ_PASSWORD,),
+            failure=None,
+            health={"status": "ok", "database": "up", "replica": "down"},
+            items=404,
+            password=None,  # the session server's: no password
+        ),
+        "newline": Probe(
+            {"DATABASE_URL": url().replace("/app", "/ap\np")},
+            (PASSWORD,),
+            refused="DATABASE_URL holds a line break",
+            **refused,
+        ),
+        "newline-encoded": Probe(
+            {"DATABASE_URL": url().replace("/app", "/ap%0Ap")},
+            (PASSWORD,),
+            refused="DATABASE_URL holds a line break",
+            **refused,
+        ),
+        "options-unbalanced-quote": Probe(
+            {"DATABASE_URL": url(query="options=-c%20search_path%3D%22audit")},
+            (PASSWORD,),
+            refused="DATABASE_URL: options cannot be read: No closing quotation",
+            **refused,
+        ),
+    }
+
+
+PROBE_IDS = list(probes({"cert": "", "key": ""}, "").keys())
+
+
+@pytest.fixture(scope="module")
+def api(copier_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Service:
+    service = Service(
+        render(copier_template, tmp_path_factory.mktemp("no-leaks") / "svc", web="fastapi")
+    )
+    service.write("app/test_app.py", TEST_APP)
+    return service
+
+
+@pytest.fixture(scope="module")
+def imported(api: Service) -> Iterator[Any]:
+    """The render's `app.core.config`, imported in this process (settings only)."""
+    sys.path.insert(0, str(api.path))
+    try:
+        yield importlib.import_module("app.core.config")
+    finally:
+        sys.path.remove(str(api.path))
+        for name in [name for name in sys.modules if name == "app" or name.startswith("app.")]:
+            del sys.modules[name]
+
+
+@pytest.fixture
+def live(api: Service, database_url: URL) -> str:
+    """A database of the session's server at head (the item table)."""
+    text = database_url.render_as_string(hide_password=False)
+    api.ok(api.run(sys.executable, "-m", "app.infra.migrate", database_url=text))
+    return text
+
+
+@pytest.mark.parametrize(
+    ("text", "user", "password", "hosts"),
+    [
+        ("postgresql://u:pa,ss:x@h:5433/db", "u", "pa,ss:x", ("h", 5433)),  # libpq: first `:`
+        ("postgresql://u:p%40ss%2F@h/db", "u", "p@ss/", ("h", None)),  # percent-encoded
+        ("postgresql://u:p?ss#@h/db?sslmode=disable", "u", "p?ss#", ("h", None)),
+        ("postgresql://u:p,w@h1:5433,h2/db", "u", "p,w", ("h1:5433", "h2:5432")),  # a host list
+        ("postgresql://u@h/db?options=-c%20x%3Da@b", "u", None, ("h", None)),  # `@` in the query
+        ("postgresql:///db?host=/tmp&user=u", "u", None, (None, None)),
+    ],
+)
+def test_user_info_is_read_as_libpq_reads_it(
+    imported: Any, text: str, user: str, password: str | None, hosts: tuple[Any, ...]
+) -> None:
+    parsed = importlib.import_module("app.infra.database_url").parse_database_url(text).url
+    assert (parsed.username, parsed.password) == (user, password)
+    listed = parsed.query.get("host")
+    assert (tuple(listed) if isinstance(listed, tuple) else (parsed.host, parsed.port)) == hosts
+
+
+@pytest.mark.parametrize(
+    "text", ["postgresql://u:a@b@h/db", "postgresql://u:a/b@h/db", "postgresql://u@x:a@b@h/db"]
+)
+def test_user_info_that_splits_two_ways_is_refused_without_showing_it(
+    imported: Any, text: str
+) -> None:
+    parse = importlib.import_module("app.infra.database_url").parse_database_url
+    with pytest.raises(ValueError, match="percent-encode both") as refused:
+        parse(text)
+    assert "a@b" not in str(refused.value) and "a/b" not in str(refused.value)
+
+
+def test_settings_are_read_from_files_in_a_secrets_directory(
+    imported: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for setting in imported.Settings.model_fields:
+        monkeypatch.delenv(setting, raising=False)
+    (tmp_path / "DATABASE_URL").write_text(url() + "\n")  # as `docker secret create` keeps it
+    (tmp_path / "DATABASE_POOL_SIZE").write_text("7")
+    settings = imported.Settings(_env_file=None, _secrets_dir=tmp_path)
+    assert settings.DATABASE_URL.sqlalchemy_url.password == PASSWORD
+    assert settings.DATABASE_POOL_SIZE == 7
+    monkeypatch.setenv("DATABASE_POOL_SIZE", "3")  # the environment wins
+    assert imported.Settings(_env_file=None, _secrets_dir=tmp_path).DATABASE_POOL_SIZE == 3
+    # No such directory (outside containers, the default's case): no warning, no error.
+    monkeypatch.setenv("DATABASE_URL", url())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        imported.Settings(_env_file=None, _secrets_dir=tmp_path / "absent")
+        imported.Settings(_env_file=None)
+
+
+def assert_clean(output: str, secrets: tuple[str, ...]) -> None:
+    assert "Traceback" not in output, output
+    for secret in secrets:
+        assert secret not in output and quote(secret, safe="") not in output, (secret, output)
+
+
+@pytest.mark.parametrize("name", PROBE_IDS)
+def test_probe_leaks_nothing_and_ends_in_one_line(
+    name: str,
+    api: Service,
+    imported: Any,
+    client_key: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> None:
+    live = request.getfixturevalue("live") if name == "idna-host-of-the-standby" else ""
+    probe = probes(client_key, live)[name]
+
+    # The settings, in this process: their repr, str and dumps, or their error.
+    for setting in imported.Settings.model_fields:
+        monkeypatch.delenv(setting, raising=False)
+    for key, value in probe.env.items():
+        monkeypatch.setenv(key, value)
+    settings_line = settings_output(imported, probe)
+
+    env = api.env(
+        MIGRATION_WAIT_FOR_DATABASE_SECONDS="0",  # the migrate step tries once
+        DATABASE_CONNECT_TIMEOUT_SECONDS="2",
+        **probe.env,
+    )
+    migrate = api.run(sys.executable, "-m", "app.infra.migrate", env=env)
+    alembic = api.alembic("upgrade", "head", env=env)
+    if probe.refused is not None:
+        for result in (migrate, alembic):
+            one_line_failure(result, probe.refused, secrets=probe.secrets)
+        command = exec_form(last(api.path / "Dockerfile", "CMD"))  # the image's
+        assert command[:2] == ["uvicorn", "app.main:app"], command
+        started = api.run(sys.executable, "-m", *command, env=env, timeout=60)
+        assert started.returncode == 1, started
+        assert (started.stdout + started.stderr).splitlines() == [settings_line]
+        return
+    for result in (migrate, alembic):
+        if probe.failure is None:
+            api.ok(result)
+        else:
+            one_line_failure(result, probe.failure, secrets=probe.secrets)
+        assert_clean(result.stdout + result.stderr, probe.secrets)
+    with serving(api, env, "app.test_app:app") as (base, output):
+        health = get(f"{base}/health")
+        items = get(f"{base}/items/1")
+        read = get(f"{base}/read")  # ReadSessionDep: a bad standby sends it to the primary
+    expected_status = 200 if probe.health["database"] == "up" else 503
+    assert (health.status, health.json) == (expected_status, probe.health)
+    assert items.status == probe.items, items
+    if probe.items == 503:
+        assert items.json == {"detail": "database unavailable"} and items.retry_after.isdigit()
+    assert read.status == (200 if probe.health["database"] == "up" else 503), read
+    assert_clean(output(), probe.secrets)
+
+
+def settings_output(imported: Any, probe: Probe) -> str:
+    """What the settings show, checked; the one line of a refusal (else "")."""
+    settings_error_line = importlib.import_module("app.infra.settings").settings_error_line
+    try:
+        settings = imported.Settings(_env_file=None)
+    except ValidationError as exc:
+        assert probe.refused is not None, exc
+        line = settings_error_line(exc)
+        assert probe.refused in line and "\n" not in line, line
+        for shown in (str(exc), repr(exc.errors()), exc.json(), line):
+            assert_clean(shown, probe.secrets)
+        return line
+    assert probe.refused is None, f"accepted: {probe.env}"
+    engines = importlib.import_module("app.infra.engines")
+    engine = engines.create_app_engine(settings)
+    # Bound values never in logs or exceptions: the app's engine and any other.
+    assert engine.sync_engine.hide_parameters
+    assert engines.engine_for(settings.DATABASE_URL).sync_engine.hide_parameters
+    shown = [repr(settings), str(settings), repr(settings.model_dump()), settings.model_dump_json()]
+    for shown_text in (*shown, repr(engine), repr(engine.url)):
+        assert_clean(shown_text, probe.secrets)
+    # Masked where shown, whole where used.
+    database = settings.DATABASE_URL
+    if probe.password is not None:
+        assert database.sqlalchemy_url.password == probe.password
+    if probe.key_password is not None:
+        assert f"sslpassword={probe.key_password}" in database.connect_args["dsn"]
+        assert "sslpassword=***" in settings.model_dump()["DATABASE_MIGRATION_URL"]
+    return ""
+
+
+@dataclass
+class Answer:
+    status: int
+    body: str
+    retry_after: str
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def get(address: str, data: bytes | None = None) -> Answer:
+    request = urllib.request.Request(
+        address, data=data, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=SECONDS) as response:
+            return Answer(response.status, response.read().decode(), "")
+    except urllib.error.HTTPError as exc:
+        return Answer(exc.code, exc.read().decode(), exc.headers.get("Retry-After", ""))
+
+
+@contextmanager
+def serving(service: Service, env: dict[str, str], app: str = "app.main:app") -> Iterator[Any]:
+    """`uvicorn <app>` on a free port, until the block ends; yields its address and a
+    function that returns everything it printed (complete once it has stopped)."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)],
+        cwd=service.path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    printed: list[str] = []
+    try:
+        deadline = time.monotonic() + SECONDS
+        while True:
+            assert server.poll() is None, server.communicate()[0]
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/docs", timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "uvicorn did not answer"
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}", lambda: "".join(printed)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            printed.append(server.communicate(timeout=SECONDS)[0])
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait()
+
+
+TEST_APP = '''"""Test-only: the app, plus a statement that fails with a bound value, and a
+slow one that holds its connection."""
+
+from sqlalchemy import text
+
+from app.infra.web.database import ReadSessionDep, SessionDep
+from app.main import create_app
+
+app = create_app()
+
+
+@app.get("/divide")
+async def divide(session: SessionDep) -> None:
+    await session.execute(
+        text("SELECT 1 / 0 WHERE :token IS NOT NULL"), {"token": "S3cr-param"}
+    )
+
+
+@app.get("/read")
+async def read(session: ReadSessionDep) -> dict[str, int]:
+    return {"one": (await session.execute(text("SELECT 1"))).scalar_one()}
+
+
+@app.get("/sleep")
+async def sleep(session: SessionDep, seconds: float) -> dict[str, float]:
+    await session.execute(text("SELECT pg_sleep(:seconds)"), {"seconds": seconds})
+    return {"slept": seconds}
+'''
+
+
+@pytest.mark.parametrize("log_parameters", ["false", "true"])
+def test_a_failed_statement_is_logged_once_with_its_sql_not_its_values(
+    api: Service, live: str, log_parameters: str
+) -> None:
+    env = api.env(live, DATABASE_LOG_PARAMETERS=log_parameters)
+    with serving(api, env, "app.test_app:app") as (base, output):
+        answer = get(f"{base}/divide")
+    assert (answer.status, answer.json) == (500, {"detail": "internal server error"})
+    log = output()
+    assert log.count("Exception in ASGI application") == 1, log  # the full error, once
+    assert "[SQL: SELECT 1 / 0 WHERE" in log, log  # the statement, for whoever debugs it
+    assert ("S3cr-param" in log) == (log_parameters == "true"), log
+
+
+def test_no_free_pooled_connection_is_a_503_within_the_pool_timeout(
+    api: Service, live: str
+) -> None:
+    timeout = 1.0
+    env = api.env(
+        live,
+        DATABASE_POOL_SIZE="1",
+        DATABASE_POOL_MAX_OVERFLOW="0",
+        DATABASE_POOL_TIMEOUT_SECONDS=str(timeout),
+    )
+    with serving(api, env, "app.test_app:app") as (base, output), ThreadPoolExecutor(1) as pool:
+        holder = pool.submit(get, f"{base}/sleep?seconds=3")  # takes the only connection
+        time.sleep(0.5)
+        started = time.monotonic()
+        waiting = get(f"{base}/items/1")
+        waited = time.monotonic() - started
+        assert (waiting.status, waiting.json) == (503, {"detail": "database unavailable"})
+        assert waiting.retry_after.isdigit()
+        assert timeout <= waited < timeout + 1, waited
+        assert holder.result(timeout=SECONDS).status == 200
+    assert_clean(output(), ())
+
+
+# A cluster of this module's own, with password logins, stopped and started by its
+# PID: the other tests' server is never stopped. Its application role and database
+# are made as compose.yaml makes them.
+@pytest.fixture(scope="module")
+def password_cluster(api: Service) -> Iterator[Cluster]:
+    compose = yaml.safe_load((api.path / "compose.yaml").read_text())
+    workspace = Workspace("pytest-no-leaks-")
+    cluster = None
+    try:
+        cluster = Cluster.create(workspace, embedded_bindir(), "secrets", password=PASSWORD)
+        cluster.start()
+        cluster.psql(f"CREATE DATABASE {DEV_DATABASE}")  # the image's POSTGRES_DB
+        cluster.psql(compose["configs"]["app-role"]["content"], database=DEV_DATABASE)
+        cluster.psql(f"ALTER ROLE app PASSWORD '{COMMA_PASSWORD}'")
+        yield cluster
+    finally:
+        if cluster is not None:
+            cluster.stop()
+        workspace.remove()
+
+
+def app_url(cluster: Cluster) -> str:
+    # Written raw, as a provider's console might print it: libpq's reading applies.
+    return f"postgresql://app:{COMMA_PASSWORD}@127.0.0.1:{cluster.port}/{DEV_DATABASE}"
+
+
+@pytest.mark.xdist_group("no_leaks_cluster")
+def test_a_password_with_a_raw_comma_and_colon_logs_in(
+    api: Service, password_cluster: Cluster
+) -> None:
+    env = api.env(app_url(password_cluster))
+    output = api.ok(api.run(sys.executable, "-m", "app.infra.migrate", env=env))
+    output += api.ok(api.alembic("check", env=env))
+    assert_clean(output, ("Kx7", "Wq2", "Zr5"))
+    # compose.yaml's role: no superuser, yet the migrations ran as it (it owns the database).
+    owner = "SELECT tableowner FROM pg_tables WHERE tablename = 'item'"
+    assert password_cluster.psql(owner, database=DEV_DATABASE) == "app"
+    assert password_cluster.psql("SELECT rolsuper FROM pg_roles WHERE rolname = 'app'") == "f"
+
+
+def test_compose_connects_as_the_application_role_on_this_machine_only(api: Service) -> None:
+    compose = yaml.safe_load((api.path / "compose.yaml").read_text())
+    for name, service in compose["services"].items():
+        assert all(str(port).startswith("127.0.0.1:") for port in service.get("ports", [])), name
+        url = service.get("environment", {}).get("DATABASE_URL")
+        assert url is None or url.startswith("postgresql+asyncpg://app:"), url
+    gitignore = (api.path / ".gitignore").read_text().splitlines()
+    assert {".env", ".env.*", "!.env.example"} <= set(gitignore)
+
+
+@pytest.mark.xdist_group("no_leaks_cluster")
+def test_a_stopped_database_is_a_503_then_the_same_process_recovers(
+    api: Service, password_cluster: Cluster
+) -> None:
+    timeout = 2.0
+    env = api.env(
+        app_url(password_cluster),
+        DATABASE_CONNECT_TIMEOUT_SECONDS=str(timeout),
+        DATABASE_POOL_TIMEOUT_SECONDS=str(timeout),
+    )
+    api.ok(api.run(sys.executable, "-m", "app.infra.migrate", env=env))
+    with serving(api, env, "app.test_app:app") as (base, output), ThreadPoolExecutor(1) as pool:
+        created = get(f"{base}/items", json.dumps({"name": "lamp"}).encode())
+        assert created.status == 201, created
+        item = created.json
+        assert get(f"{base}/items/{item['id']}").json == item
+
+        # A statement in flight when the server shuts down (57P01), then none to connect to.
+        in_flight = pool.submit(get, f"{base}/sleep?seconds=10")
+        time.sleep(0.5)
+        password_cluster.stop()
+        assert (in_flight.result(SECONDS).status, in_flight.result().json) == (
+            503,
+            {"detail": "database unavailable"},
+        )
+        started = time.monotonic()
+        down = get(f"{base}/items/{item['id']}")
+        waited = time.monotonic() - started
+        assert (down.status, down.json) == (503, {"detail": "database unavailable"})
+        assert down.retry_after.isdigit()
+        assert waited < timeout + 1, waited
+        assert get(f"{base}/health").status == 503
+
+        password_cluster.start()
+        deadline = time.monotonic() + SECONDS
+        while (again := get(f"{base}/items/{item['id']}")).status != 200:
+            assert again.status == 503 and time.monotonic() < deadline, again
+            time.sleep(0.1)
+        assert again.json == item
+    log = output()
+    assert "database unavailable" in log, log
+    assert_clean(log, ("Kx7", "Wq2", "Zr5", PASSWORD))
+    print(f"503 after {waited:.2f} s with the server stopped")
