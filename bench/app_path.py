@@ -37,10 +37,10 @@ from .wire_proxy import WireProxy, unix_socket
 DATABASE = "bench_app"
 # variant: (app, path of the route, ids appended)
 VARIANTS = {
-    "raw asyncpg": ("raw", "/items/"),
-    "plain SQLAlchemy": ("plain", "/items/"),
-    "SessionDep": ("service", "/items/"),
-    "ReadSessionDep": ("service", "/read/items/"),
+    "raw asyncpg": ("raw", "/bench/items/"),
+    "plain SQLAlchemy": ("plain", "/bench/items/"),
+    "SessionDep": ("service", "/bench/items/"),
+    "ReadSessionDep": ("service", "/bench/read/items/"),
 }
 CONCURRENCY = (16, 64)
 ONE_WAY_DELAY = 0.0005  # seconds each way: about a 1 ms round trip
@@ -99,7 +99,7 @@ def rows(ctx: Context) -> list[Row]:
                 DATABASE,
             )
             proxied[variant] = start(apps, app, PLAIN_STACK, via_proxy, f"proxy{number}")
-        apps.wait_ready("/items/1")
+        apps.wait_ready("/bench/items/1")
         for variant, (app, path) in VARIANTS.items():  # statements prepared, pools warm
             for port in [proxied[variant], *(ports[app, stack] for stack in stacks)]:
                 sequential(port, path, 30, ROWS)

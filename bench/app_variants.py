@@ -5,8 +5,8 @@ app with the same route shape (`response_model=None`: no pydantic round trip):
 raw asyncpg (a pool, `fetchrow`), plain SQLAlchemy as most templates ship it
 (`create_async_engine(url)` with defaults, `async_sessionmaker`, a session per
 request, `session.get`), and the rendered service with a model, a revision and a
-user-owned router using its `SessionDep` (`/items/{id}`) and `ReadSessionDep`
-(`/read/items/{id}`), added as its README tells a user to.
+user-owned router using its `SessionDep` (`/bench/items/{id}`) and `ReadSessionDep`
+(`/bench/read/items/{id}`), added as its README tells a user to.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import json
 import tomllib
 from pathlib import Path
 
+from alembic.config import Config
+from alembic.script import ScriptDirectory
 from helpers import Service
 
 from .app_servers import Stack
@@ -51,7 +53,7 @@ async def lifespan(app: FastAPI):
 app = FastAPI(lifespan=lifespan)
 
 
-@app.get("/items/{{item_id}}", response_model=None)
+@app.get("/bench/items/{{item_id}}", response_model=None)
 async def get_item(item_id: int, request: Request) -> dict[str, Any]:
     row = await request.app.state.pool.fetchrow(
         "SELECT id, name, quantity FROM {TABLE} WHERE id = $1", item_id
@@ -101,7 +103,7 @@ async def lifespan(app: FastAPI):
 app = FastAPI(lifespan=lifespan)
 
 
-@app.get("/items/{{item_id}}", response_model=None)
+@app.get("/bench/items/{{item_id}}", response_model=None)
 async def get_item(
     item_id: int, session: Annotated[AsyncSession, Depends(get_session)]
 ) -> dict[str, Any]:
@@ -149,12 +151,12 @@ def as_dict(item: BenchItem | None) -> dict[str, Any]:
     return {{{{"id": item.id, "name": item.name, "quantity": item.quantity}}}}
 
 
-@router.get("/items/{{{{item_id}}}}", response_model=None)
+@router.get("/bench/items/{{{{item_id}}}}", response_model=None)
 async def get_item(item_id: int, session: SessionDep) -> dict[str, Any]:
     return as_dict(await session.get(BenchItem, item_id))
 
 
-@router.get("/read/items/{{{{item_id}}}}", response_model=None)
+@router.get("/bench/read/items/{{{{item_id}}}}", response_model=None)
 async def read_item(item_id: int, session: ReadSessionDep) -> dict[str, Any]:
     return as_dict(await session.get(BenchItem, item_id))
 '''
@@ -163,7 +165,9 @@ async def read_item(item_id: int, session: ReadSessionDep) -> dict[str, Any]:
 def prepare_service(service: Service) -> None:
     """The model, its revision and the router, as a user adds them; the app includes it."""
     service.add_model("bench_item", SERVICE_MODEL)
-    service.write_revision("bench_item", None, SERVICE_REVISION)
+    # After the render's own revisions (a FastAPI service starts with its example's).
+    heads = ScriptDirectory.from_config(Config(str(service.path / "alembic.ini"))).get_heads()
+    service.write_revision("bench_item", tuple(heads) or None, SERVICE_REVISION)
     service.write(f"{service.package}/items_api.py", SERVICE_ROUTER.format(package=service.package))
     main = service.path / service.package / "main.py"
     main.write_text(
