@@ -147,7 +147,7 @@ def test_combination_renders_lints_and_migrates(
     env = service.env(TEST_DATABASE_URL=postgres_server.render_as_string(hide_password=False))
     output = service.ok(service.pytest(env=env))
     passed = int(re.search(r"(\d+) passed", output).group(1))
-    assert passed == (25 if answers["web"] == "fastapi" else 18), output
+    assert passed == (28 if answers["web"] == "fastapi" else 18), output
     assert not re.search(r"\d+ (failed|error)", output), output
 
 
