@@ -7,6 +7,8 @@ Layers, each importing only those above it in this list:
 - errors.py: one readable line for a database failure;
 - engines.py, read_sessions.py: the app's engines, sessions and read-only sessions;
 - migrations/: what alembic/env.py calls; migrate.py, the deploy's migrate step;
-- web/ (FastAPI): lifespan, session dependencies, /health; healthcheck.py, the
-  image's HEALTHCHECK command.
+- tracing.py, logs.py (observability=otel): traces of the engines, log lines;
+- web/ (FastAPI): lifespan, session dependencies, /health and the probes,
+  shutdown.py (SIGTERM's drain), observability.py (otel: request ids, traces,
+  /metrics); healthcheck.py, the image's HEALTHCHECK command.
 """

@@ -27,6 +27,9 @@ from .lock import read_migration_settings
 logger = logging.getLogger("alembic.env")  # under alembic.ini's `alembic` logger
 # Set by the migrate step (`python -m <package>.infra.migrate`): wait for the database.
 WAIT_FOR_DATABASE = "wait_for_database"
+# Set by the migrate step when it traces (observability=otel): called with the
+# run's engine before its first connection.
+INSTRUMENT_ENGINE = "instrument_engine"
 
 
 @asynccontextmanager
@@ -39,6 +42,9 @@ async def connect_when_reachable(engine: AsyncEngine) -> AsyncIterator[AsyncConn
     MIGRATION_WAIT_FOR_DATABASE_SECONDS, each wait logged. A wrong password, a
     missing database or a TLS failure fails at once: waiting would not fix them.
     """
+    instrument = context.config.attributes.get(INSTRUMENT_ENGINE)
+    if instrument is not None:
+        instrument(engine)
     try:
         connection = await _first_connection(engine)
         try:
