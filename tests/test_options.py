@@ -27,6 +27,15 @@ ROTATING = {
     "python_version": ["3.11", "3.12", "3.13", "3.14"],
     "postgres_version": [15, 16, 17, 18],
     "package_name": ["app", "bookstore"],
+    # Spread so that each of web and package_name meets both values.
+    "observability": ["none", "otel", "otel", "none"],
+}
+# The service's own suite: how many tests pass, by web and observability.
+SUITE_PASSES = {
+    ("none", "none"): 18,
+    ("none", "otel"): 22,
+    ("fastapi", "none"): 34,
+    ("fastapi", "otel"): 44,
 }
 
 
@@ -40,7 +49,7 @@ def matrix() -> list[dict[str, Any]]:
 
 
 def combo_id(answers: dict[str, Any]) -> str:
-    return "-".join(str(answers[key]) for key in (*OPTIONS, "package_name"))
+    return "-".join(str(answers[key]) for key in (*OPTIONS, "package_name", "observability"))
 
 
 def test_matrix_covers_every_option_and_rotating_value() -> None:
@@ -77,6 +86,7 @@ def test_combination_renders_lints_and_migrates(
     assert pyproject["tool"]["mypy"]["python_version"] == version
 
     # Files that depend on the options, and only those.
+    check_observability(service, answers, pyproject)
     assert (root / "poetry.toml").exists() == (answers["package_manager"] == "poetry")
     assert (root / service.package / "main.py").exists() == (answers["web"] == "fastapi")
     assert (root / "tests/infra/test_health.py").exists() == (answers["web"] == "fastapi")
@@ -147,8 +157,30 @@ def test_combination_renders_lints_and_migrates(
     env = service.env(TEST_DATABASE_URL=postgres_server.render_as_string(hide_password=False))
     output = service.ok(service.pytest(env=env))
     passed = int(re.search(r"(\d+) passed", output).group(1))
-    assert passed == (31 if answers["web"] == "fastapi" else 18), output
+    assert passed == SUITE_PASSES[answers["web"], answers["observability"]], output
     assert not re.search(r"\d+ (failed|error)", output), output
+
+
+def check_observability(service: Service, answers: dict[str, Any], pyproject: Any) -> None:
+    """observability=otel adds its modules and dependencies; off, not one of them."""
+    otel, web = answers["observability"] == "otel", answers["web"] == "fastapi"
+    infra = service.path / service.package / "infra"
+    assert (infra / "tracing.py").exists() == (infra / "logs.py").exists() == otel
+    assert (infra / "web/observability.py").exists() == (otel and web)
+    assert (service.path / "tests/infra/test_observability.py").exists() == otel
+    names = {re.split(r"[\[<>=~ ]", dep)[0] for dep in pyproject["project"]["dependencies"]}
+    assert {name for name in names if name.startswith("opentelemetry")} == (
+        {
+            "opentelemetry-sdk",
+            "opentelemetry-exporter-otlp-proto-http",
+            "opentelemetry-instrumentation-sqlalchemy",
+        }
+        | ({"opentelemetry-instrumentation-fastapi"} if web else set())
+        if otel
+        else set()
+    )
+    assert ("prometheus-client" in names) == (otel and web)
+    assert ("structlog" in names) == otel
 
 
 # What a reader of Alembic's `async` template looks for in env.py.

@@ -8,15 +8,24 @@ import re
 import sys
 from pathlib import Path
 
-from helpers import Service
+import pytest
+from helpers import Service, render
 
-SETTING = re.compile(r"\b(?:DATABASE|MIGRATION)_[A-Z_]+\b")
+SETTING = re.compile(r"\b(?:DATABASE|MIGRATION|SHUTDOWN|LOG)_[A-Z_]+\b")
 # | `NAME` | default | what |
 DEFAULT_ROW = re.compile(r"^\| `([A-Z_]+)` \| ([^|]+?) \| [^|]+ \|$", re.MULTILINE)
+# Settings, and the settings classes of the web layer and of observability=otel,
+# which existing services' Settings (theirs) cannot inherit.
 PROGRAM = """
-import json
+import importlib, json
 from app.core.config import Settings
-print(json.dumps({k: f.default for k, f in Settings.model_fields.items()}, default=repr))
+fields = dict(Settings.model_fields)
+for module, name in (("app.infra.web.shutdown", "ShutdownSettings"), ("app.infra.logs", "LogSettings")):
+    try:
+        fields.update(getattr(importlib.import_module(module), name).model_fields)
+    except ModuleNotFoundError:
+        pass
+print(json.dumps({k: f.default for k, f in fields.items()}, default=repr))
 """
 
 
@@ -27,10 +36,24 @@ def spelled(value: object) -> str:
     return format(value, "g") if isinstance(value, float) else str(value)
 
 
-def test_deploying_section_matches_the_settings(default_render: Path) -> None:
-    service = Service(default_render)
+@pytest.fixture(scope="module")
+def web_otel_render(copier_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return render(
+        copier_template,
+        tmp_path_factory.mktemp("web-otel") / "svc",
+        web="fastapi",
+        observability="otel",
+    )
+
+
+@pytest.mark.parametrize("which", ["default", "fastapi-otel"])
+def test_deploying_section_matches_the_settings(which: str, request: pytest.FixtureRequest) -> None:
+    root: Path = request.getfixturevalue(
+        "default_render" if which == "default" else "web_otel_render"
+    )
+    service = Service(root)
     defaults = json.loads(service.ok(service.run(sys.executable, "-c", PROGRAM)))
-    readme = (default_render / "README.md").read_text()
+    readme = (root / "README.md").read_text()
     section = readme[readme.index("## Deploying") : readme.index("## Keeping it up to date")]
 
     named = set(SETTING.findall(section))

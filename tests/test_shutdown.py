@@ -1,6 +1,7 @@
 """SIGTERM to the API as its image runs it: a request in flight finishes, new ones
 are refused, and the lifespan disposes the engine, so that no connection of the
-app is left on the server.
+app is left on the server. With SHUTDOWN_DRAIN_SECONDS, /health/ready answers 503
+from the signal on while /health/live answers 200, until the server stops accepting.
 
 uvicorn runs with the rendered Dockerfile's own CMD arguments; its HEALTHCHECK
 command is the probe. A process that exits closes its sockets anyway, so the
@@ -32,7 +33,7 @@ from dockerfile import exec_form, last
 from helpers import Service, render, sql
 from sqlalchemy.engine import URL
 
-SLOW_APP = '''"""Test-only: the app, plus a route that holds a connection for a second."""
+SLOW_APP = '''"""Test-only: the app, plus a route that holds a connection for a while."""
 
 from sqlalchemy import text
 
@@ -43,9 +44,9 @@ app = create_app()
 
 
 @app.get("/slow")
-async def slow(session: SessionDep) -> dict[str, str]:
-    await session.execute(text("SELECT pg_sleep(1)"))
-    return {"slept": "1 s"}
+async def slow(session: SessionDep, seconds: int = 1) -> dict[str, str]:
+    await session.execute(text(f"SELECT pg_sleep({seconds})"))
+    return {"slept": f"{seconds} s"}
 '''
 # The `uvicorn` command line, in a process that outlives it: uvicorn re-raises the
 # SIGTERM it handled once it has shut down; this handler takes that one.
@@ -177,6 +178,62 @@ def test_sigterm_finishes_requests_in_flight_and_leaves_no_connection(
                 server.wait()
             reader.join(SECONDS)
     assert server.returncode == 0
+
+
+def test_readiness_turns_503_at_sigterm_and_liveness_stays_200_while_draining(
+    api: Service, database_url: URL
+) -> None:
+    command = exec_form(last(api.path / "Dockerfile", "CMD"))
+    port = free_port()
+    drain = 1.5
+    env = api.env(
+        database_url,
+        UVICORN_HOST="127.0.0.1",
+        UVICORN_PORT=str(port),
+        SHUTDOWN_DRAIN_SECONDS=str(drain),
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "app.slow_app:app", *command[2:]],
+        cwd=api.path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        until(lambda: _answers(f"{base}/health/ready"), "/health/ready answers 200")
+        with ThreadPoolExecutor(1) as pool:
+            slow = pool.submit(get, f"{base}/slow?seconds=3")
+            time.sleep(0.5)  # the slow request reaches its pg_sleep
+            signalled = time.monotonic()
+            server.send_signal(signal.SIGTERM)
+            seen: list[tuple[float, int, int]] = []  # seconds after SIGTERM, ready, live
+            while True:
+                try:
+                    ready, live = get(f"{base}/health/ready")[0], get(f"{base}/health/live")[0]
+                except OSError:  # the drain is over: uvicorn stops accepting
+                    break
+                seen.append((time.monotonic() - signalled, ready, live))
+                time.sleep(0.05)
+                assert time.monotonic() - signalled < SECONDS
+            refused = time.monotonic() - signalled
+            assert not slow.done()  # still in flight when the server stopped accepting
+            assert slow.result(timeout=SECONDS) == (200, '{"slept":"3 s"}')
+            answered = time.monotonic() - signalled
+        server.wait(SECONDS)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    assert {(ready, live) for _, ready, live in seen} == {(503, 200)}, seen
+    assert seen[0][0] < 0.2  # the first probe after the signal: 503 already
+    assert drain <= refused < drain + 1.0 < answered, (refused, answered)
+    assert "SIGTERM: /health/ready answers 503" in (server.stderr.read() if server.stderr else "")
+    print(
+        f"first 503 {seen[0][0]:.2f} s after SIGTERM ({len(seen)} probes, all 503/200); "
+        f"refused after {refused:.2f} s; the request in flight answered after {answered:.2f} s"
+    )
 
 
 def _answers(url: str) -> bool:

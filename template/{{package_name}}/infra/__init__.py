@@ -8,6 +8,9 @@ Layers, each importing only those above it in this list:
 - errors.py: one readable line for a database failure;
 - engines.py, read_sessions.py: the app's engines, sessions and read-only sessions;
 - migrations/: what alembic/env.py calls; migrate.py, the deploy's migrate step;
-- web/ (FastAPI): lifespan, session dependencies, /health, JSON errors, the
-  one-line exit on invalid settings; healthcheck.py, the image's HEALTHCHECK command.
+- tracing.py, logs.py (observability=otel): traces of the engines, log lines;
+- web/ (FastAPI): lifespan, session dependencies, /health and the probes, JSON
+  errors, the one-line exit on invalid settings, shutdown.py (SIGTERM's drain),
+  observability.py (otel: request ids, traces, /metrics); healthcheck.py, the
+  image's HEALTHCHECK command.
 """

@@ -30,6 +30,9 @@ logger = logging.getLogger("alembic.env")  # under alembic.ini's `alembic` logge
 WAIT_FOR_DATABASE = "wait_for_database"
 # A name, not `except (A, B):`, which ruff formats without parentheses for py314 targets.
 _CANNOT_CONNECT = (DBAPIError, OSError)
+# Set by the migrate step when it traces (observability=otel): called with the
+# run's engine before its first connection.
+INSTRUMENT_ENGINE = "instrument_engine"
 
 
 @asynccontextmanager
@@ -42,6 +45,9 @@ async def connect_when_reachable(engine: AsyncEngine) -> AsyncIterator[AsyncConn
     MIGRATION_WAIT_FOR_DATABASE_SECONDS, each wait logged. A wrong password, a
     missing database or a TLS failure fails at once: waiting would not fix them.
     """
+    instrument = context.config.attributes.get(INSTRUMENT_ENGINE)
+    if instrument is not None:
+        instrument(engine)
     try:
         connection = await _first_connection(engine)
     except _CANNOT_CONNECT as exc:

@@ -1,14 +1,21 @@
-"""GET /health: is the service up, and can it reach its database? Template-owned."""
+"""GET /health: is the service up, and can it reach its database? Template-owned.
+
+Probes: /health/live (the process answers: liveness and startup, never the
+database) and /health/ready (readiness: /health's answer, 503 from SIGTERM on,
+and 503 while the standby is down under DATABASE_READ_STRICT). /health itself
+stays as it was, for monitors and humans.
+"""
 
 import asyncio
 import logging
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 from sqlalchemy import text
 
 from ..errors import describe_database_error
 from ..read_sessions import ReadSessions, ReplicaState
 from .database import EngineDep, ReadSessionsDep
+from .shutdown import is_draining
 
 logger = logging.getLogger(__name__)
 router = APIRouter()
@@ -44,3 +51,23 @@ async def replica_state(read_sessions: ReadSessions) -> ReplicaState:
     except Exception as exc:  # unforeseen: down all the same, never a 500
         logger.warning("health check: read replica: %s", describe_database_error(exc))
         return "down"
+
+
+@router.get("/health/live")
+async def live() -> dict[str, str]:
+    """The process answers. A database outage must not restart every pod."""
+    return {"status": "ok"}
+
+
+@router.get("/health/ready")
+async def ready(
+    request: Request, engine: EngineDep, read_sessions: ReadSessionsDep, response: Response
+) -> dict[str, str]:
+    if is_draining(request.app):  # SIGTERM: the load balancer takes us out first
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+        return {"status": "draining"}
+    answer = await health(engine, read_sessions, response)
+    if read_sessions.strict and answer["replica"] == "down":  # reads would fail
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+        answer["status"] = "unavailable"
+    return answer
