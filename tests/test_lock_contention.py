@@ -21,10 +21,10 @@ from contextlib import contextmanager
 
 import psycopg
 import pytest
+from background import Background
 from helpers import Service, applied_versions, one_line_failure, sql
 from servers import PgBouncer
 from sqlalchemy.engine import URL
-from test_migration_faults import Run
 
 BOUND = 60.0  # no wait in this module is longer
 LEDGER = """
@@ -135,7 +135,8 @@ def test_a_hung_lock_holder_is_named_after_the_bounded_wait(
 ) -> None:
     service.write_revision("r1", None, LEDGER + '    op.execute("SELECT pg_sleep(0.3)")\n')
     first_url = database_url.update_query_dict({"application_name": "first-runner"})
-    first = Run(service, (sys.executable, "-m", "alembic", "upgrade", "head"), first_url)
+    upgrade = (sys.executable, "-m", "alembic", "upgrade", "head")
+    first = Background(service, upgrade, first_url, bound=BOUND)
     try:
         deadline = time.monotonic() + BOUND
         while not any("Running upgrade" in line for line in first.lines):  # it holds the lock
@@ -166,7 +167,7 @@ def test_a_hung_lock_holder_is_named_after_the_bounded_wait(
         assert 5.0 <= waited < 6.0, line
     finally:
         os.kill(first.process.pid, signal.SIGCONT)
-        code, lines = first.finish()  # bounded; killed past the bound
+        code, lines, _ = first.finish()  # bounded; killed past the bound
     assert code == 0, lines
     assert applied_versions(database_url) == ["r1"]
     assert advisory_locks(database_url) == 0

@@ -10,14 +10,13 @@ from __future__ import annotations
 import re
 import shutil
 import socket
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from background import Background
 from helpers import Service, sql
 from servers import Cluster, Workspace, embedded_bindir
 from sqlalchemy.engine import URL
@@ -64,46 +63,12 @@ def running(server: Cluster) -> Cluster:
     return server
 
 
-class Step:
+class Step(Background):
     """One `python -m app.infra.migrate` process, timed from its start."""
 
     def __init__(self, service: Service, url: URL | str | None, **settings: str) -> None:
-        self.started = time.monotonic()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "app.infra.migrate"],
-            cwd=service.path,
-            env=service.env(url, **settings),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self.reader = threading.Thread(target=self._read)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            if line.strip():
-                self.lines.append(line.rstrip())
-
-    def wait_for(self, text: str, count: int) -> None:
-        """Until `count` lines hold `text` (the step runs on)."""
-        deadline = time.monotonic() + STEP_SECONDS
-        while sum(text in line for line in self.lines) < count:
-            assert time.monotonic() < deadline and self.process.poll() is None, self.lines
-            time.sleep(0.02)
-
-    def finish(self) -> tuple[int, list[str], float]:
-        """(exit code, output lines, seconds it ran)."""
-        try:
-            self.process.wait(STEP_SECONDS)
-        finally:
-            if self.process.poll() is None:
-                self.process.kill()
-                self.process.wait()
-            self.reader.join(STEP_SECONDS)
-        return self.process.returncode, self.lines, time.monotonic() - self.started
+        command = [sys.executable, "-m", "app.infra.migrate"]
+        super().__init__(service, command, url, bound=STEP_SECONDS, **settings)
 
 
 def assert_one_failure_line(lines: list[str], *needles: str) -> str:

@@ -12,12 +12,12 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from uuid import uuid4
 
 import pytest
+from background import Background
 from helpers import Service, applied_versions, sql
 from servers import Cluster, Workspace, embedded_bindir, running
 from sqlalchemy.engine import URL
@@ -93,37 +93,9 @@ def kill_postmaster(cluster: Cluster) -> None:
         time.sleep(0.02)
 
 
-class Run:
+def in_background(service: Service, command: tuple[str, ...], url: URL, **env: str) -> Background:
     """One command in the service, its output read as it comes."""
-
-    def __init__(self, service: Service, command: tuple[str, ...], url: URL, **env: str) -> None:
-        self.process = subprocess.Popen(
-            [*command],
-            cwd=service.path,
-            env=service.env(url, **env),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self.reader = threading.Thread(target=self._read)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            if line.strip():
-                self.lines.append(line.rstrip())
-
-    def finish(self) -> tuple[int, list[str]]:
-        try:
-            self.process.wait(BOUND)
-        finally:
-            if self.process.poll() is None:
-                self.process.kill()
-                self.process.wait()
-            self.reader.join(BOUND)
-        return self.process.returncode, self.lines
+    return Background(service, command, url, bound=BOUND, **env)
 
 
 def wait_until(cluster: Cluster, database: str, condition: str) -> None:
@@ -167,21 +139,21 @@ def test_the_server_going_away_mid_revision_is_one_line_and_a_rerun_reaches_head
 ) -> None:
     service.write_revision("r1", None, revision)
     upgrade = (*command, "upgrade", "head") if command == ALEMBIC else command
-    run = Run(service, upgrade, faults_url, SLEEP="60")
+    run = in_background(service, upgrade, faults_url, SLEEP="60")
     wait_until(faults_server, str(faults_url.database), "query LIKE 'SELECT pg_sleep%'")
     if stop == "kill":
         kill_postmaster(faults_server)
     else:
         faults_server.stop(mode=stop)
-    code, lines = run.finish()
+    code, lines, _ = run.finish()
 
     endpoint = f"127.0.0.1:{faults_server.port}/{faults_url.database}"
     failure_line(code, lines, f"lost the connection to PostgreSQL at {endpoint} while applying r1")
 
     start(faults_server)
     assert applied_versions(faults_url) == []  # r1's version row was never committed
-    rerun = Run(service, upgrade, faults_url)
-    code, lines = rerun.finish()
+    rerun = in_background(service, upgrade, faults_url)
+    code, lines, _ = rerun.finish()
     assert code == 0, lines
     assert applied_versions(faults_url) == ["r1"]
 
@@ -211,13 +183,13 @@ def test_the_server_going_away_during_the_lock_wait_is_one_line(
     holder = Holder(faults_server, database, "SELECT pg_advisory_lock(x'616C656D'::int)")
     try:
         wait_until(faults_server, database, "wait_event = 'PgSleep'")
-        run = Run(service, (*ALEMBIC, "upgrade", "head"), faults_url)
+        run = in_background(service, (*ALEMBIC, "upgrade", "head"), faults_url)
         deadline = time.monotonic() + BOUND
         while not any("Another migration run holds the lock" in line for line in run.lines):
             assert time.monotonic() < deadline and run.process.poll() is None, run.lines
             time.sleep(0.02)
         faults_server.stop(mode="immediate")
-        code, lines = run.finish()
+        code, lines, _ = run.finish()
     finally:
         holder.stop()
     failure_line(
@@ -239,10 +211,12 @@ def test_the_server_going_away_while_comparing_the_models_is_one_line(
     holder = Holder(faults_server, database, "LOCK TABLE alembic_version")
     try:
         wait_until(faults_server, database, "wait_event = 'PgSleep'")
-        run = Run(service, (*ALEMBIC, *command), faults_url, MIGRATION_LOCK_TIMEOUT_SECONDS="0")
+        run = in_background(
+            service, (*ALEMBIC, *command), faults_url, MIGRATION_LOCK_TIMEOUT_SECONDS="0"
+        )
         wait_until(faults_server, database, "wait_event_type = 'Lock'")
         faults_server.stop(mode="immediate")
-        code, lines = run.finish()
+        code, lines, _ = run.finish()
     finally:
         holder.stop()
     failure_line(code, lines, "lost the connection", "while comparing the models with the database")

@@ -16,15 +16,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, Service, load_fixup, table_names
+from helpers import Service, load_fixup, table_names
 from sqlalchemy.engine import URL
 from updating import (
-    TEMPLATE_FILES,
     answers,
     assert_no_conflicts_left,
     changed_files,
     commit_all,
     copier_update,
+    copy_template,
     git,
     render_committed,
     replace_once,
@@ -42,13 +42,7 @@ pytestmark = pytest.mark.usefixtures("git_identity")
 @pytest.fixture(scope="module")
 def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo = tmp_path_factory.mktemp("template-repo")
-    ignore = shutil.ignore_patterns("__pycache__", "*.py[co]")
-    for name in TEMPLATE_FILES:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, repo / name, ignore=ignore)
-        else:
-            shutil.copy2(source, repo / name)
+    copy_template(repo)
     copier_yml = repo / "copier.yml"
     current_config = copier_yml.read_text()
     new_conftest = repo / "template/tests/conftest.py"

@@ -7,14 +7,13 @@ operations import it, since `upgrade` no longer does.
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
 from helpers import ROOT, Service, applied_versions, load_fixup, one_line_failure, sql
 from sqlalchemy.engine import URL
-from updating import TEMPLATE_FILES, commit_all, copier_update, git, render_committed
+from updating import commit_all, copier_update, copy_template, git, render_committed
 
 OLD_CONFTEST = Path(__file__).parent / "data" / "v0_1_0_conftest.py.jinja"
 # A revision as alembic-postgresql-enum wrote it under v0.2.0: no import of its own.
@@ -156,10 +155,7 @@ def test_a_real_update_across_v0_3_0_runs_both_fix_ups(tmp_path: Path, database_
     """copier itself runs the v0.3.0 entries of `_migrations` (versions, paths, python)."""
     repo = tmp_path / "template"
     repo.mkdir()
-    for name in TEMPLATE_FILES:
-        source = ROOT / name
-        copy = shutil.copytree if source.is_dir() else shutil.copy2
-        copy(source, repo / name)
+    copy_template(repo)
     git(repo, "init", "-q")
     commit_all(repo, "v0.2.0")
     git(repo, "tag", "v0.2.0")

@@ -24,10 +24,10 @@ from copier import run_copy
 from helpers import ROOT, Service, table_names
 from sqlalchemy.engine import URL
 from updating import (
-    TEMPLATE_FILES,
     assert_no_conflicts_left,
     commit_all,
     copier_update,
+    copy_template,
     git,
     replace_once,
 )
@@ -91,13 +91,7 @@ def releases(tmp_path_factory: pytest.TempPathFactory, git_identity: None) -> Pa
     for old in repo.iterdir():
         if old.name != ".git":
             shutil.rmtree(old) if old.is_dir() else old.unlink()
-    ignore = shutil.ignore_patterns("__pycache__", "*.py[co]")
-    for name in TEMPLATE_FILES:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, repo / name, ignore=ignore)
-        else:
-            shutil.copy2(source, repo / name)
+    copy_template(repo)
     commit_all(repo, CURRENT)
     git(repo, "tag", CURRENT)
     return repo

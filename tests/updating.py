@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import yaml
 from copier import run_copy
-from helpers import Service
+from helpers import ROOT, Service
 
 # What a template repository holds (copier.yml's _subdirectory is template/).
 TEMPLATE_FILES = ("copier.yml", "template", "extensions", "update_fixups")
@@ -75,3 +76,14 @@ def render_committed(template_repo: Path, dst: Path, ref: str, **data: object) -
     git(dst, "init", "-q")
     commit_all(dst, f"render {ref}")
     return dst
+
+
+def copy_template(repo: Path) -> None:
+    """This checkout's template files into `repo` (no bytecode)."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.py[co]")
+    for name in TEMPLATE_FILES:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, repo / name, ignore=ignore)
+        else:
+            shutil.copy2(source, repo / name)
