@@ -11,10 +11,17 @@ import socket
 import ssl
 
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from .database_url import describe_endpoint
+
+# Names, not `except (A, B):`, which ruff formats without parentheses for py314 targets.
+# What a database call raises when the server refuses, fails or cannot be reached.
+DATABASE_ERRORS = (DBAPIError, OSError)
+# Cleanup on a connection whose server went away: SQLAlchemy's own errors too
+# (StatementError, PendingRollbackError), which are no DBAPIError.
+CLEANUP_ERRORS = (SQLAlchemyError, OSError)
 
 # What a server answers while it cannot take connections yet: 57P03 (starting up,
 # shutting down, in recovery) and class 08's connection failures. Not 08P01, which

@@ -18,18 +18,15 @@ from typing import Any
 from alembic import context
 from alembic.util import CommandError
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ..errors import describe_database_error, is_not_reachable_yet
+from ..errors import DATABASE_ERRORS, describe_database_error, is_not_reachable_yet
 from .lock import read_migration_settings
 from .output import database_failure, describe_run_failure
 
 logger = logging.getLogger("alembic.env")  # under alembic.ini's `alembic` logger
 # Set by the migrate step (`python -m <package>.infra.migrate`): wait for the database.
 WAIT_FOR_DATABASE = "wait_for_database"
-# A name, not `except (A, B):`, which ruff formats without parentheses for py314 targets.
-_CANNOT_CONNECT = (DBAPIError, OSError)
 # Set by the migrate step when it traces (observability=otel): called with the
 # run's engine before its first connection.
 INSTRUMENT_ENGINE = "instrument_engine"
@@ -50,7 +47,7 @@ async def connect_when_reachable(engine: AsyncEngine) -> AsyncIterator[AsyncConn
         instrument(engine)
     try:
         connection = await _first_connection(engine)
-    except _CANNOT_CONNECT as exc:
+    except DATABASE_ERRORS as exc:
         raise CommandError(describe_database_error(exc, engine.url)) from None
     try:
         yield connection
@@ -123,7 +120,7 @@ async def _first_connection(engine: AsyncEngine) -> AsyncConnection:
             # Each try is bounded by the connect timeout. No try starts after the
             # deadline: the wait ends within the bound plus one connect timeout.
             connection = await _connect(engine)
-        except _CANNOT_CONNECT as exc:
+        except DATABASE_ERRORS as exc:
             reason = describe_database_error(exc, engine.url)
             if not is_not_reachable_yet(exc, engine.url):
                 raise CommandError(reason) from None

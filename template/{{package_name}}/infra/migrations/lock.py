@@ -27,9 +27,9 @@ from alembic.util import CommandError
 from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SQLAlchemyError
 
 from ..database_url import TRANSACTION_POOLER
+from ..errors import CLEANUP_ERRORS
 from ..settings import MigrationSettings, settings_error_line
 from .output import database_failures_described
 
@@ -38,8 +38,6 @@ logger = logging.getLogger("alembic.env")  # under alembic.ini's `alembic` logge
 # Concurrent runs on one database (replicas starting together) queue on this key.
 MIGRATION_LOCK_KEY = 0x616C656D  # "alem"
 LOCK_POLL_SECONDS = 0.2
-# A name, not `except (A, B):`, which ruff formats without parentheses for py314 targets.
-_CONNECTION_GONE = (SQLAlchemyError, OSError)
 
 
 @contextmanager
@@ -111,7 +109,7 @@ def _release_session_lock(connection: Connection, previous: tuple[str, str]) -> 
             {"key": MIGRATION_LOCK_KEY, "lock": previous[0], "statement": previous[1]},
         )
         connection.commit()
-    except _CONNECTION_GONE:
+    except CLEANUP_ERRORS:
         logger.debug("migration lock not released: the connection is gone", exc_info=True)
 
 

@@ -21,12 +21,9 @@ from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import DBAPIError, StatementError
 
 from ..database_url import describe_endpoint
-from ..errors import describe_database_error
+from ..errors import DATABASE_ERRORS, describe_database_error
 from ..settings import settings_error_line
 from .autogenerate import ENUM_LIBRARY_IMPORT
-
-# What a failure on a dead connection raises: the driver's error, the network's.
-_DATABASE_ERRORS = (DBAPIError, OSError)
 
 
 def configure_logging(config: Config) -> None:
@@ -92,9 +89,9 @@ def database_failure(exc: BaseException) -> BaseException | None:
     candidate: BaseException | None = exc
     while candidate is not None and id(candidate) not in seen:
         seen.add(id(candidate))
-        if isinstance(candidate, _DATABASE_ERRORS):
+        if isinstance(candidate, DATABASE_ERRORS):
             return candidate
-        if isinstance(candidate, StatementError) and isinstance(candidate.orig, _DATABASE_ERRORS):
+        if isinstance(candidate, StatementError) and isinstance(candidate.orig, DATABASE_ERRORS):
             return candidate.orig
         # What `raise ... from` named, else what was being handled (unless `from None`).
         suppressed = candidate.__suppress_context__

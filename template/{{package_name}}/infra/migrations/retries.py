@@ -41,9 +41,10 @@ from alembic.runtime.migration import MigrationContext
 from alembic.util import CommandError
 from sqlalchemy import TextClause, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import CreateIndex
 
+from ..errors import CLEANUP_ERRORS
 from ..settings import MigrationSettings
 from .autogenerate import autogenerating
 from .lock import read_migration_settings
@@ -54,7 +55,6 @@ logger = logging.getLogger("alembic.env")  # under alembic.ini's `alembic` logge
 LOCK_NOT_AVAILABLE = "55P03"
 FIRST_PAUSE_SECONDS = 0.5
 LONGEST_PAUSE_SECONDS = 30.0
-_CONNECTION_GONE = (SQLAlchemyError, OSError)
 _NAME = r'"(?:[^"]|"")+"|[\w$]+'
 CONCURRENT_INDEX = re.compile(
     rf"^\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+(?:IF\s+NOT\s+EXISTS\s+)?"
@@ -154,7 +154,7 @@ def _attempt(
             savepoint.commit()
     except Exception as exc:
         if savepoint is not None and savepoint.is_active:
-            with suppress(*_CONNECTION_GONE):
+            with suppress(*CLEANUP_ERRORS):
                 savepoint.rollback()
         cause = None if isinstance(exc, CommandError) else database_failure(exc)
         if cause is None:
