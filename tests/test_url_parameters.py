@@ -206,7 +206,8 @@ from app.infra.errors import describe_database_error
 async def main() -> None:
     engine = create_app_engine(get_settings())
     pool = engine.pool
-    print("pool", pool.size(), pool._max_overflow, pool._timeout, pool._recycle, pool._pre_ping)
+    checks = bool(pool.dispatch.checkout)  # DATABASE_POOL_PRE_PING: app/infra/connection_checks.py
+    print("pool", pool.size(), pool._max_overflow, pool._timeout, pool._recycle, checks)
     try:
         async with engine.connect() as connection:
             await connection.execute(text("SELECT pg_sleep(5)"))

@@ -6,6 +6,7 @@ Layers, each importing only those above it in this list:
   engines need, and shown without its secrets;
 - settings.py: `DatabaseSettings`, which core/config.py's `Settings` extends;
 - errors.py: one readable line for a database failure;
+- connection_checks.py: what the pool checks before it hands out a connection;
 - engines.py, read_sessions.py: the app's engines, sessions and read-only sessions;
 - migrations/: what alembic/env.py calls; migrate.py, the deploy's migrate step;
 - tracing.py, logs.py (observability=otel): traces of the engines, log lines;

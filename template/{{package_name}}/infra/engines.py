@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from .connection_checks import check_before_checkout
 from .database_url import DatabaseUrl
 from .settings import DatabaseSettings
 
@@ -66,13 +67,18 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 
 
 def _pooled_engine(settings: DatabaseSettings, database: DatabaseUrl) -> AsyncEngine:
-    return engine_for(
+    engine = engine_for(
         database,
         statement_timeout=settings.DATABASE_STATEMENT_TIMEOUT_SECONDS,
         pool_size=settings.DATABASE_POOL_SIZE,
         max_overflow=settings.DATABASE_POOL_MAX_OVERFLOW,
         pool_timeout=settings.DATABASE_POOL_TIMEOUT_SECONDS,
         pool_recycle=int(settings.DATABASE_POOL_RECYCLE_SECONDS) or -1,
-        pool_pre_ping=settings.DATABASE_POOL_PRE_PING,
         hide_parameters=not settings.DATABASE_LOG_PARAMETERS,
     )
+    if settings.DATABASE_POOL_PRE_PING:  # not SQLAlchemy's: see connection_checks.py
+        timeout = database.connect_args.get("timeout", settings.DATABASE_CONNECT_TIMEOUT_SECONDS)
+        check_before_checkout(
+            engine, idle_seconds=settings.DATABASE_POOL_PRE_PING_IDLE_SECONDS, timeout=timeout
+        )
+    return engine

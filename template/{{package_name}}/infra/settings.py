@@ -205,7 +205,10 @@ class ConnectionSettings(_FromEnvironment):
     DATABASE_POOL_TIMEOUT_SECONDS: PositiveSeconds = 30.0
     # Replace connections older than this (servers and proxies drop idle ones); 0 = never.
     DATABASE_POOL_RECYCLE_SECONDS: Seconds = 1800.0
+    # Check each connection before handing it out (connection_checks.py): replace it
+    # if the server closed it; ping it first if it was idle longer than this.
     DATABASE_POOL_PRE_PING: bool = True
+    DATABASE_POOL_PRE_PING_IDLE_SECONDS: Seconds = 1.0  # 0 = ping every time
     # true: a failed statement's log line and exception show its bound values. For
     # debugging only: they are user data, passwords among them.
     DATABASE_LOG_PARAMETERS: bool = False
