@@ -55,7 +55,9 @@ async def read(reads):
 async def main():
     settings = Settings()
     reads = ReadSessions(create_app_engine(settings), settings)
-    for line in sys.stdin:
+    # Commands are read off the event loop, which runs on between them as a service's
+    # does: asyncpg sees a connection the standby closed as soon as it closes.
+    while line := await asyncio.to_thread(sys.stdin.readline):
         command, argument = line.split()
         if command == "read":
             answer = [await read(reads) for _ in range(int(argument))]
