@@ -120,34 +120,40 @@ def wire_rows(
 
     A session's ROLLBACK may reach the server after its response (FastAPI ends a
     dependency's `yield` late), so a request's statements are not all in by the time
-    the next starts: statements per request is each proxy's total over every probe
-    once it is quiet, divided by the requests; one request's SQL is taken afterwards,
-    waiting until that many statements have come.
+    the next starts: statements per request is each proxy's count over a probe once
+    it is quiet, divided by the requests; one request's SQL is taken afterwards,
+    waiting until that many statements have come. Each probe and that request start
+    after one request more, uncounted: a connection idle since the variant's last
+    probe may be pinged first (the service's DATABASE_POOL_PRE_PING_IDLE_SECONDS),
+    and the targets are about warm connections.
     """
     round_trip = added_round_trip(proxies[PLAIN], user)
-    starts = {variant: proxy.mark() for variant, proxy in proxies.items()}
+    counted = dict.fromkeys(VARIANTS, 0)
+
+    def warm(variant: str) -> int:
+        sequential(ports[variant], VARIANTS[variant][1], 1, ROWS, seed=1)
+        return proxies[variant].mark()
 
     def probe(variant: str, delay: float) -> Callable[[], float]:
         path = VARIANTS[variant][1]
 
         def action() -> float:
+            start = warm(variant)
             proxies[variant].delay = delay
             try:
                 return median_ms(sequential(ports[variant], path, count, ROWS))
             finally:
                 proxies[variant].delay = 0.0
+                counted[variant] += proxies[variant].since(start, quiet=0.2)[0]
 
         return action
 
     delays = (0.0, ONE_WAY_DELAY)
     samples = rounds(repeat, **{f"{v}|{d}": probe(v, d) for v in VARIANTS for d in delays})
-    statements = {
-        v: proxies[v].since(starts[v], quiet=0.5)[0] / (len(delays) * repeat * count)
-        for v in VARIANTS
-    }
+    statements = {v: counted[v] / (len(delays) * repeat * count) for v in VARIANTS}
     sequences = {}
     for variant, (_, path) in VARIANTS.items():
-        mark = proxies[variant].mark()
+        mark = warm(variant)
         sequential(ports[variant], path, 1, ROWS)
         sequences[variant] = proxies[variant].since(mark, at_least=round(statements[variant]))[1]
     errors = sum(proxy.parse_errors for proxy in proxies.values())
