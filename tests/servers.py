@@ -250,7 +250,9 @@ class Cluster:
 class PgBouncer:
     """PgBouncer in transaction mode on 127.0.0.1, logging in upstream as `upstream`'s user."""
 
-    def __init__(self, workspace: Workspace, upstream: URL, pool_size: int = 4) -> None:
+    def __init__(
+        self, workspace: Workspace, upstream: URL, pool_size: int = 4, **settings: str
+    ) -> None:
         binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
         if not Path(binary).is_file():
             missing("PgBouncer is not installed (Debian package pgbouncer)")
@@ -267,13 +269,16 @@ class PgBouncer:
             "auth_type = any\npool_mode = transaction\n"
             f"default_pool_size = {pool_size}\nmax_client_conn = 500\n"
             f"logfile = {workspace.path}/pgbouncer-{self.port}.log\n"
+            + "".join(f"{key} = {value}\n" for key, value in settings.items())
         )
         workspace.give(ini)
+        self.command, self.user = [binary, str(ini)], workspace.user
+        self.start()
+
+    def start(self) -> None:
+        """Start (again), on the same port."""
         self.process = subprocess.Popen(
-            [binary, str(ini)],
-            user=workspace.user,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            self.command, user=self.user, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         wait_for_port(self.port)
 
