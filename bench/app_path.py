@@ -123,7 +123,7 @@ def wire_rows(
     the next starts: statements per request is each proxy's count over a probe once
     it is quiet, divided by the requests; one request's SQL is taken afterwards,
     waiting until that many statements have come. Each probe and that request start
-    after one request more, uncounted: a connection idle since the variant's last
+    after a few requests more, uncounted: a connection idle since the variant's last
     probe may be pinged first (the service's DATABASE_POOL_PRE_PING_IDLE_SECONDS),
     and the targets are about warm connections.
     """
@@ -131,7 +131,9 @@ def wire_rows(
     counted = dict.fromkeys(VARIANTS, 0)
 
     def warm(variant: str) -> int:
-        sequential(ports[variant], VARIANTS[variant][1], 1, ROWS, seed=1)
+        # A few: the pool hands out its least recently used connection, and a request
+        # may start before the one before it has given its connection back.
+        sequential(ports[variant], VARIANTS[variant][1], 4, ROWS, seed=1)
         return proxies[variant].mark()
 
     def probe(variant: str, delay: float) -> Callable[[], float]:
