@@ -40,7 +40,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Request
 
 
 @asynccontextmanager
@@ -50,10 +50,10 @@ async def lifespan(app: FastAPI):
     await app.state.pool.close()
 
 
-app = FastAPI(lifespan=lifespan)
+router = APIRouter()
 
 
-@app.get("/bench/items/{{item_id}}", response_model=None)
+@router.get("/bench/items/{{item_id}}", response_model=None)
 async def get_item(item_id: int, request: Request) -> dict[str, Any]:
     row = await request.app.state.pool.fetchrow(
         "SELECT id, name, quantity FROM {TABLE} WHERE id = $1", item_id
@@ -61,6 +61,10 @@ async def get_item(item_id: int, request: Request) -> dict[str, Any]:
     if row is None:
         raise HTTPException(404)
     return dict(row)
+
+
+app = FastAPI(lifespan=lifespan)
+app.include_router(router)  # as FastAPI apps are built, and the service's route is
 '''
 
 PLAIN_SQLALCHEMY = f'''"""Plain SQLAlchemy, as most templates ship it: engine defaults, a session per request."""
@@ -69,7 +73,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException
+from fastapi import APIRouter, Depends, FastAPI, HTTPException
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -100,10 +104,10 @@ async def lifespan(app: FastAPI):
     await engine.dispose()
 
 
-app = FastAPI(lifespan=lifespan)
+router = APIRouter()
 
 
-@app.get("/bench/items/{{item_id}}", response_model=None)
+@router.get("/bench/items/{{item_id}}", response_model=None)
 async def get_item(
     item_id: int, session: Annotated[AsyncSession, Depends(get_session)]
 ) -> dict[str, Any]:
@@ -111,6 +115,10 @@ async def get_item(
     if item is None:
         raise HTTPException(404)
     return {{"id": item.id, "name": item.name, "quantity": item.quantity}}
+
+
+app = FastAPI(lifespan=lifespan)
+app.include_router(router)  # as FastAPI apps are built, and the service's route is
 '''
 
 SERVICE_MODEL = f'''from sqlalchemy.orm import Mapped, mapped_column
@@ -169,12 +177,16 @@ def prepare_service(service: Service) -> None:
     heads = ScriptDirectory.from_config(Config(str(service.path / "alembic.ini"))).get_heads()
     service.write_revision("bench_item", tuple(heads) or None, SERVICE_REVISION)
     service.write(f"{service.package}/items_api.py", SERVICE_ROUTER.format(package=service.package))
+    # Where main.py says a user's routers go: in create_app, after the example's.
     main = service.path / service.package / "main.py"
-    main.write_text(
-        main.read_text()
-        + f"\nfrom {service.package} import items_api  # noqa: E402\n\n"
-        + "app.include_router(items_api.router)\n"
+    anchor = "    app.include_router(items.router)"
+    source = main.read_text()
+    assert source.count(anchor) == 1, "main.py no longer includes the example's router"
+    source = source.replace(
+        f"from {service.package}.api import items\n",
+        f"from {service.package} import items_api\nfrom {service.package}.api import items\n",
     )
+    main.write_text(source.replace(anchor, f"{anchor}\n    app.include_router(items_api.router)"))
 
 
 def write_peer_apps(folder: Path) -> Path:
