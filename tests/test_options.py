@@ -64,7 +64,16 @@ def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("mypy-cache")  # one per xdist worker
 
 
-@pytest.mark.parametrize("answers", matrix(), ids=combo_id)
+def with_its_mypy_group(answers: dict[str, Any]) -> Any:
+    """The combinations of one Python version on one worker, one after the other: they
+    share a mypy cache (one per version, as mypy's options hold it), so the second
+    finds SQLAlchemy, pydantic and FastAPI already analysed (about 5 s each). mypy
+    checks every cached module against its source, so a shared cache stays right."""
+    group = pytest.mark.xdist_group(f"mypy-{answers['python_version']}")
+    return pytest.param(answers, id=combo_id(answers), marks=group)
+
+
+@pytest.mark.parametrize("answers", [with_its_mypy_group(answers) for answers in matrix()])
 def test_combination_renders_lints_and_migrates(
     answers: dict[str, Any],
     copier_template: Path,
@@ -150,7 +159,9 @@ def test_combination_renders_lints_and_migrates(
     service.ok(service.run(python, "-m", "ruff", "check", "."))
     service.ok(service.run(python, "-m", "ruff", "format", "--check", "."))
     service.ok(
-        service.run(python, "-m", "mypy", "--strict", "--cache-dir", mypy_cache / combo_id(answers))
+        service.run(
+            python, "-m", "mypy", "--strict", "--cache-dir", mypy_cache / answers["python_version"]
+        )
     )
 
     # The service's own suite, on this session's server.
