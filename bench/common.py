@@ -31,16 +31,18 @@ class Context:
     quick: bool
 
 
-def alternate(repeat: int, **actions: Callable[[], object]) -> dict[str, float]:
-    """Median seconds of each action, run in turn so drift hits all alike, after a warm-up
-    run of each (it writes the .pyc files a user's second run would find).
+def alternate(ctx: Context, **actions: Callable[[], object]) -> dict[str, float]:
+    """Median seconds of each action over ctx.repeat rounds, run in turn so drift hits all
+    alike, after a warm-up run of each (it writes the .pyc files a user's second run
+    would find). --quick skips the warm-up: it only shows that each action runs.
 
     An action that returns a float has timed itself (a clock inside the process it ran,
     around the part that matters): that replaces the wall time around it.
     """
-    for action in actions.values():
-        action()
-    samples = rounds(repeat, **{name: timed(action) for name, action in actions.items()})
+    if not ctx.quick:
+        for action in actions.values():
+            action()
+    samples = rounds(ctx.repeat, **{name: timed(action) for name, action in actions.items()})
     return {name: statistics.median(values) for name, values in samples.items()}
 
 

@@ -137,9 +137,7 @@ def rows(ctx: Context) -> list[Row]:
 
         return action
 
-    medians = alternate(
-        ctx.repeat, **{name: suite(index, name) for index, name in enumerate(SUITES)}
-    )
+    medians = alternate(ctx, **{name: suite(index, name) for index, name in enumerate(SUITES)})
     per_test = {name: seconds * 1000 for name, seconds in medians.items()}
     best_peer = min(PEERS, key=per_test.__getitem__)
     result = []

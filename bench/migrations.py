@@ -41,7 +41,7 @@ def rows(ctx: Context) -> list[Row]:
                 alembic(project, env, "upgrade", "head")()
                 alembic(project, env, "check")()  # both must be clean before timing
             medians = alternate(
-                ctx.repeat,
+                ctx,
                 ours=alembic(ours_dir, ours_env, "check"),
                 stock=alembic(stock_dir, stock_env, "check"),
             )
@@ -54,7 +54,7 @@ def rows(ctx: Context) -> list[Row]:
                 return lambda: (up(), down())
 
             medians = alternate(
-                ctx.repeat, ours=cycle(ours_dir, ours_env), stock=cycle(stock_dir, stock_env)
+                ctx, ours=cycle(ours_dir, ours_env), stock=cycle(stock_dir, stock_env)
             )
             label, how = f"migrate {count} revisions", "upgrade head + downgrade base"
         ratio = medians["ours"] / medians["stock"]

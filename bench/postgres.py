@@ -22,7 +22,7 @@ def rows(ctx: Context) -> list[Row]:
 
     boot(warm)  # initdb once for the warm data directory
     medians = alternate(
-        ctx.repeat,
+        ctx,
         fresh=lambda: boot(ctx.workdir / f"pg-{next(counter)}"),
         restart=lambda: boot(warm),
     )

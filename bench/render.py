@@ -30,7 +30,7 @@ def rows(ctx: Context) -> list[Row]:
         return action
 
     medians = alternate(
-        ctx.repeat,
+        ctx,
         ours=copy(ctx.template, "--trust", "--vcs-ref", "HEAD"),
         minimal=copy(minimal_template(ctx.workdir)),
     )
