@@ -94,6 +94,16 @@ def database_url(postgres_server: URL) -> Iterator[URL]:
         sql(postgres_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture(scope="session")
+def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One per xdist worker. Renders checked on one worker share it, a folder per Python
+    version (mypy's options are part of a cache): the second finds SQLAlchemy, pydantic
+    and FastAPI already analysed (about 5 s a run). mypy checks every cached module
+    against its source, so a shared cache stays right. Tests that use it carry
+    `xdist_group("mypy-<version>")`, so the renders of one version meet on one worker."""
+    return tmp_path_factory.mktemp("mypy-cache")
+
+
 @pytest.fixture
 def open_tmp_path() -> Iterator[Path]:
     """A temporary directory outside pytest's temp root, for a service that starts its own

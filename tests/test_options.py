@@ -59,16 +59,8 @@ def test_matrix_covers_every_option_and_rotating_value() -> None:
         assert {combo[key] for combo in combos} == set(choices), key
 
 
-@pytest.fixture(scope="session")
-def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("mypy-cache")  # one per xdist worker
-
-
 def with_its_mypy_group(answers: dict[str, Any]) -> Any:
-    """The combinations of one Python version on one worker, one after the other: they
-    share a mypy cache (one per version, as mypy's options hold it), so the second
-    finds SQLAlchemy, pydantic and FastAPI already analysed (about 5 s each). mypy
-    checks every cached module against its source, so a shared cache stays right."""
+    """The combinations of one Python version on one worker (conftest's `mypy_cache`)."""
     group = pytest.mark.xdist_group(f"mypy-{answers['python_version']}")
     return pytest.param(answers, id=combo_id(answers), marks=group)
 
