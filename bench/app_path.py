@@ -25,7 +25,8 @@ import time
 from collections.abc import Callable
 
 import asyncpg
-from helpers import Service, render, sql
+from database import sql
+from helpers import Service, render
 from sqlalchemy.engine import URL
 
 from .app_servers import PLAIN_STACK, STANDARD_STACK, Apps, Stack, stack_name

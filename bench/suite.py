@@ -5,7 +5,8 @@ from __future__ import annotations
 import subprocess
 import time
 
-from helpers import Service, render, sql
+from database import sql
+from helpers import Service, render
 
 from .common import PYTHON, ROOT, Context, Row, check
 

@@ -23,7 +23,8 @@ from uuid import uuid4
 import pytest
 from _pytest.nodeid import NodeId
 from certificates import Certificates, make_certificates
-from helpers import ROOT, Service, render, sql, to_asyncpg
+from database import sql, to_asyncpg
+from helpers import ROOT, Service, render
 from servers import Cluster, PgBouncer, Workspace, embedded_bindir, missing, os_bindir
 from sqlalchemy.engine import URL
 from updating import IDENTITY

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import os
 import re
 import subprocess
 import sys
 import textwrap
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -19,9 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from copier import run_copy
-from sqlalchemy import pool, text
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.engine import URL
 
 ROOT = Path(__file__).resolve().parent.parent
 # Jinja that survived rendering. `${{` is GitHub Actions syntax, `${` is Mako.
@@ -105,70 +99,6 @@ def one_line_failure(
     for secret in secrets:
         assert secret not in output and quote(secret, safe="") not in output
     return lines[0]
-
-
-def to_asyncpg(url: str | URL) -> URL:
-    return make_url(url).set(drivername="postgresql+asyncpg")
-
-
-async def _admin(server: URL, *statements: str) -> list[Any]:
-    engine = create_async_engine(server, poolclass=pool.NullPool, isolation_level="AUTOCOMMIT")
-    results: list[Any] = []
-    try:
-        async with engine.connect() as connection:
-            for statement in statements:
-                result = await connection.execute(text(statement))
-                results.append(result.fetchall() if result.returns_rows else None)
-    finally:
-        await engine.dispose()
-    return results
-
-
-def sql(url: URL, *statements: str) -> list[Any]:
-    """Run statements in autocommit mode; SELECTs return their rows."""
-    return asyncio.run(_admin(url, *statements))
-
-
-def table_names(url: URL) -> set[str]:
-    rows = sql(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")[0]
-    return {row[0] for row in rows}
-
-
-def applied_versions(url: URL) -> list[str]:
-    if "alembic_version" not in table_names(url):
-        return []
-    return [row[0] for row in sql(url, "SELECT version_num FROM alembic_version")[0]]
-
-
-def hold_lock(url: URL, table: str, acquired: threading.Event, release: threading.Event) -> None:
-    """Keep an ACCESS EXCLUSIVE lock on `table` until `release` is set."""
-
-    async def run() -> None:
-        engine = create_async_engine(url, poolclass=pool.NullPool)
-        try:
-            async with engine.begin() as connection:
-                await connection.execute(text(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
-                acquired.set()
-                while not release.is_set():
-                    await asyncio.sleep(0.05)
-        finally:
-            await engine.dispose()
-
-    asyncio.run(run())
-
-
-@contextmanager
-def table_locked(url: URL, table: str) -> Iterator[None]:
-    """An ACCESS EXCLUSIVE lock on `table`, held by another connection inside the block."""
-    acquired, release = threading.Event(), threading.Event()
-    holder = threading.Thread(target=hold_lock, args=(url, table, acquired, release))
-    holder.start()
-    try:
-        assert acquired.wait(30)
-        yield
-    finally:
-        release.set()
-        holder.join()
 
 
 @dataclass

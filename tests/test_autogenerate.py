@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from helpers import Service, sql
+from database import sql
+from helpers import Service
 from sqlalchemy.engine import URL
 
 HEADER = """\

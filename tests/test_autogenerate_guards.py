@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 import sys
 
-from helpers import Service, sql, table_names
+from database import sql, table_names
+from helpers import Service
 from sqlalchemy.engine import URL
 from test_autogenerate import STATUS, assert_in_sync, autogenerate, models
 

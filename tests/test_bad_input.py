@@ -14,7 +14,8 @@ from urllib.parse import quote
 from uuid import uuid4
 
 import pytest
-from helpers import Service, one_line_failure, sql, table_names
+from database import sql, table_names
+from helpers import Service, one_line_failure
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 

@@ -11,7 +11,8 @@ import sys
 import textwrap
 
 import pytest
-from helpers import Service, table_names
+from database import table_names
+from helpers import Service
 from sqlalchemy.engine import URL
 
 PRELUDE = """\

@@ -22,7 +22,8 @@ from contextlib import contextmanager
 import psycopg
 import pytest
 from background import Background
-from helpers import Service, applied_versions, one_line_failure, sql
+from database import applied_versions, index_validity, sql
+from helpers import Service, one_line_failure
 from servers import PgBouncer
 from sqlalchemy.engine import URL
 
@@ -328,16 +329,6 @@ def test_readers_wait_about_one_lock_timeout_not_the_whole_retry_period(
     assert without_timeout > 1.5, without_timeout  # queued behind the ALTER throughout
 
 
-def indexes(url: URL) -> dict[str, bool]:
-    """Index name -> valid, on the ledger table."""
-    rows = sql(
-        url,
-        "SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
-        " WHERE i.indrelid = 'ledger'::regclass",
-    )[0]
-    return dict(rows)
-
-
 def test_a_failed_unique_concurrent_index_is_built_by_a_rerun_of_the_plain_revision(
     service: Service, database_url: URL
 ) -> None:
@@ -347,13 +338,15 @@ def test_a_failed_unique_concurrent_index_is_built_by_a_rerun_of_the_plain_revis
     service.write_revision("r2", "r1", CONCURRENT_INDEX)
     result = upgrade(service, database_url)
     one_line_failure(result, "could not create unique index", "while applying r2", progress=True)
-    assert indexes(database_url) == {"ix_ledger_id": False}  # INVALID, left by the failed build
+    assert index_validity(database_url, "ledger") == {
+        "ix_ledger_id": False
+    }  # INVALID, left by the failed build
 
     sql(database_url, "DELETE FROM ledger WHERE note = 'dup'")
     output = service.ok(upgrade(service, database_url))
     assert "Dropping the INVALID index public.ix_ledger_id" in output, output
     assert applied_versions(database_url) == ["r2"]
-    assert indexes(database_url) == {"ix_ledger_id": True}
+    assert index_validity(database_url, "ledger") == {"ix_ledger_id": True}
 
 
 def test_a_concurrent_index_waiting_for_a_writer_is_built_through_retries(
@@ -372,7 +365,7 @@ def test_a_concurrent_index_waiting_for_a_writer_is_built_through_retries(
     assert all("retrying that statement alone" in line for line in retry_lines(output)), output
     assert "Dropping the INVALID index public.ix_ledger_id" in output, output
     assert applied_versions(database_url) == ["r2"]
-    assert indexes(database_url) == {"ix_ledger_id": True}
+    assert index_validity(database_url, "ledger") == {"ix_ledger_id": True}
 
 
 @pytest.mark.xdist_group("pgbouncer")

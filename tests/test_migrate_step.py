@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 from background import Background
-from helpers import Service, sql
-from servers import Cluster, Workspace, embedded_bindir
+from database import sql
+from helpers import Service
+from servers import Cluster, private_cluster
 from sqlalchemy.engine import URL
 
 PASSWORD = "s3cret-Pw"
@@ -39,15 +40,8 @@ def service(default_render: Path, tmp_path_factory: pytest.TempPathFactory) -> S
 @pytest.fixture(scope="module")
 def server() -> Iterator[Cluster]:
     """A PostgreSQL of the module's own, which tests stop and start; passwords required."""
-    workspace = Workspace("pytest-migrate-")
-    clusters = []
-    try:
-        clusters.append(Cluster.create(workspace, embedded_bindir(), "pg", password=PASSWORD))
-        yield clusters[0]
-    finally:
-        for cluster in clusters:
-            cluster.stop()
-        workspace.remove()
+    with private_cluster("migrate", password=PASSWORD, start=False) as cluster:
+        yield cluster
 
 
 @pytest.fixture

@@ -18,8 +18,9 @@ from uuid import uuid4
 
 import pytest
 from background import Background
-from helpers import Service, applied_versions, sql
-from servers import Cluster, Workspace, embedded_bindir, running
+from database import applied_versions, sql
+from helpers import Service
+from servers import Cluster, private_cluster, running
 from sqlalchemy.engine import URL
 
 pytestmark = pytest.mark.xdist_group("faults")
@@ -46,16 +47,8 @@ AUTOCOMMIT = """
 @pytest.fixture(scope="session")
 def faults_server() -> Iterator[Cluster]:
     """A PostgreSQL the tests of this module stop, kill and start again."""
-    workspace = Workspace("pytest-faults-")
-    clusters = []
-    try:
-        clusters.append(Cluster.create(workspace, embedded_bindir(), "faults"))
-        clusters[0].start()
-        yield clusters[0]
-    finally:
-        for cluster in clusters:
-            cluster.stop()
-        workspace.remove()
+    with private_cluster("faults") as cluster:
+        yield cluster
 
 
 @pytest.fixture

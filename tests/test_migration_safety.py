@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import sys
 
-from helpers import Service, applied_versions, sql, table_locked, table_names
+from database import applied_versions, sql, table_locked, table_names
+from helpers import Service
 from sqlalchemy.engine import URL
 
 LEDGER = """

@@ -8,40 +8,25 @@ head`; `uvicorn app.main:app` starting; then, where it starts, `/health` and a
 request on the database. No output may hold a secret (raw or percent-encoded) or a
 traceback, and each exit code is the one stated.
 
-Then: a failed statement's log line shows its SQL without its bound values; a
-password with a raw `,` and `:` logs in as libpq reads it; and a request through
-`SessionDep` answers 503 JSON while PostgreSQL is stopped, 200 after it restarts,
-from the same process (a cluster of this module's own, with password logins,
-stopped and started by PID).
+Request errors in a served service, and an outage: test_request_errors.py.
 """
 
 from __future__ import annotations
 
 import datetime
 import importlib
-import json
-import signal
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 import warnings
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import pytest
-import yaml
 from dockerfile import exec_form, last
-from helpers import Service, one_line_failure, render
+from helpers import Service, one_line_failure
 from pydantic import ValidationError
-from servers import Cluster, Workspace, embedded_bindir, free_port
-from sqlalchemy.engine import URL
+from serving import api, assert_clean, get, live, serving
 
 PASSWORD = "Pw7-secret"
 KEY_PASSWORD = "Kp4-keypass"
@@ -52,7 +37,7 @@ READ_PASSWORD = "Rd9-readpass"
 COMMA_PASSWORD = "Kx7,Wq2:Zr5"
 DEV_DATABASE = "my_service_dev"  # the default render's
 NOWHERE = "127.0.0.1:1"  # nothing listens there: a stopped server
-SECONDS = 20.0  # bound of every wait below
+__all__ = ["api", "live"]  # fixtures
 
 
 @dataclass(frozen=True)
@@ -204,15 +189,6 @@ PROBE_IDS = list(probes({"cert": "", "key": ""}, "").keys())
 
 
 @pytest.fixture(scope="module")
-def api(copier_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Service:
-    service = Service(
-        render(copier_template, tmp_path_factory.mktemp("no-leaks") / "svc", web="fastapi")
-    )
-    service.write("app/test_app.py", TEST_APP)
-    return service
-
-
-@pytest.fixture(scope="module")
 def imported(api: Service) -> Iterator[Any]:
     """The render's `app.core.config`, imported in this process (settings only)."""
     sys.path.insert(0, str(api.path))
@@ -222,14 +198,6 @@ def imported(api: Service) -> Iterator[Any]:
         sys.path.remove(str(api.path))
         for name in [name for name in sys.modules if name == "app" or name.startswith("app.")]:
             del sys.modules[name]
-
-
-@pytest.fixture
-def live(api: Service, database_url: URL) -> str:
-    """A database of the session's server at head (the item table)."""
-    text = database_url.render_as_string(hide_password=False)
-    api.ok(api.run(sys.executable, "-m", "app.infra.migrate", database_url=text))
-    return text
 
 
 @pytest.mark.parametrize(
@@ -282,12 +250,6 @@ def test_settings_are_read_from_files_in_a_secrets_directory(
         warnings.simplefilter("error")
         imported.Settings(_env_file=None, _secrets_dir=tmp_path / "absent")
         imported.Settings(_env_file=None)
-
-
-def assert_clean(output: str, secrets: tuple[str, ...]) -> None:
-    assert "Traceback" not in output, output
-    for secret in secrets:
-        assert secret not in output and quote(secret, safe="") not in output, (secret, output)
 
 
 @pytest.mark.parametrize("name", PROBE_IDS)
@@ -373,222 +335,3 @@ def settings_output(imported: Any, probe: Probe) -> str:
         assert f"sslpassword={probe.key_password}" in database.connect_args["dsn"]
         assert "sslpassword=***" in settings.model_dump()["DATABASE_MIGRATION_URL"]
     return ""
-
-
-@dataclass
-class Answer:
-    status: int
-    body: str
-    retry_after: str
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-def get(address: str, data: bytes | None = None) -> Answer:
-    request = urllib.request.Request(
-        address, data=data, headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=SECONDS) as response:
-            return Answer(response.status, response.read().decode(), "")
-    except urllib.error.HTTPError as exc:
-        return Answer(exc.code, exc.read().decode(), exc.headers.get("Retry-After", ""))
-
-
-@contextmanager
-def serving(service: Service, env: dict[str, str], app: str = "app.main:app") -> Iterator[Any]:
-    """`uvicorn <app>` on a free port, until the block ends; yields its address and a
-    function that returns everything it printed (complete once it has stopped)."""
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)],
-        cwd=service.path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    printed: list[str] = []
-    try:
-        deadline = time.monotonic() + SECONDS
-        while True:
-            assert server.poll() is None, server.communicate()[0]
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/docs", timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "uvicorn did not answer"
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}", lambda: "".join(printed)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            printed.append(server.communicate(timeout=SECONDS)[0])
-        finally:
-            if server.poll() is None:
-                server.kill()
-                server.wait()
-
-
-TEST_APP = '''"""Test-only: the app, plus a statement that fails with a bound value, and a
-slow one that holds its connection."""
-
-from sqlalchemy import text
-
-from app.infra.web.database import ReadSessionDep, SessionDep
-from app.main import create_app
-
-app = create_app()
-
-
-@app.get("/divide")
-async def divide(session: SessionDep) -> None:
-    await session.execute(
-        text("SELECT 1 / 0 WHERE :token IS NOT NULL"), {"token": "S3cr-param"}
-    )
-
-
-@app.get("/read")
-async def read(session: ReadSessionDep) -> dict[str, int]:
-    return {"one": (await session.execute(text("SELECT 1"))).scalar_one()}
-
-
-@app.get("/sleep")
-async def sleep(session: SessionDep, seconds: float) -> dict[str, float]:
-    await session.execute(text("SELECT pg_sleep(:seconds)"), {"seconds": seconds})
-    return {"slept": seconds}
-'''
-
-
-@pytest.mark.parametrize("log_parameters", ["false", "true"])
-def test_a_failed_statement_is_logged_once_with_its_sql_not_its_values(
-    api: Service, live: str, log_parameters: str
-) -> None:
-    env = api.env(live, DATABASE_LOG_PARAMETERS=log_parameters)
-    with serving(api, env, "app.test_app:app") as (base, output):
-        answer = get(f"{base}/divide")
-    assert (answer.status, answer.json) == (500, {"detail": "internal server error"})
-    log = output()
-    assert log.count("Exception in ASGI application") == 1, log  # the full error, once
-    assert "[SQL: SELECT 1 / 0 WHERE" in log, log  # the statement, for whoever debugs it
-    assert ("S3cr-param" in log) == (log_parameters == "true"), log
-
-
-def test_no_free_pooled_connection_is_a_503_within_the_pool_timeout(
-    api: Service, live: str
-) -> None:
-    timeout = 1.0
-    env = api.env(
-        live,
-        DATABASE_POOL_SIZE="1",
-        DATABASE_POOL_MAX_OVERFLOW="0",
-        DATABASE_POOL_TIMEOUT_SECONDS=str(timeout),
-    )
-    with serving(api, env, "app.test_app:app") as (base, output), ThreadPoolExecutor(1) as pool:
-        holder = pool.submit(get, f"{base}/sleep?seconds=3")  # takes the only connection
-        time.sleep(0.5)
-        started = time.monotonic()
-        waiting = get(f"{base}/items/1")
-        waited = time.monotonic() - started
-        assert (waiting.status, waiting.json) == (503, {"detail": "database unavailable"})
-        assert waiting.retry_after.isdigit()
-        assert timeout <= waited < timeout + 1, waited
-        assert holder.result(timeout=SECONDS).status == 200
-    assert_clean(output(), ())
-
-
-# A cluster of this module's own, with password logins, stopped and started by its
-# PID: the other tests' server is never stopped. Its application role and database
-# are made as compose.yaml makes them.
-@pytest.fixture(scope="module")
-def password_cluster(api: Service) -> Iterator[Cluster]:
-    compose = yaml.safe_load((api.path / "compose.yaml").read_text())
-    workspace = Workspace("pytest-no-leaks-")
-    cluster = None
-    try:
-        cluster = Cluster.create(workspace, embedded_bindir(), "secrets", password=PASSWORD)
-        cluster.start()
-        cluster.psql(f"CREATE DATABASE {DEV_DATABASE}")  # the image's POSTGRES_DB
-        cluster.psql(compose["configs"]["app-role"]["content"], database=DEV_DATABASE)
-        cluster.psql(f"ALTER ROLE app PASSWORD '{COMMA_PASSWORD}'")
-        yield cluster
-    finally:
-        if cluster is not None:
-            cluster.stop()
-        workspace.remove()
-
-
-def app_url(cluster: Cluster) -> str:
-    # Written raw, as a provider's console might print it: libpq's reading applies.
-    return f"postgresql://app:{COMMA_PASSWORD}@127.0.0.1:{cluster.port}/{DEV_DATABASE}"
-
-
-@pytest.mark.xdist_group("no_leaks_cluster")
-def test_a_password_with_a_raw_comma_and_colon_logs_in(
-    api: Service, password_cluster: Cluster
-) -> None:
-    env = api.env(app_url(password_cluster))
-    output = api.ok(api.run(sys.executable, "-m", "app.infra.migrate", env=env))
-    output += api.ok(api.alembic("check", env=env))
-    assert_clean(output, ("Kx7", "Wq2", "Zr5"))
-    # compose.yaml's role: no superuser, yet the migrations ran as it (it owns the database).
-    owner = "SELECT tableowner FROM pg_tables WHERE tablename = 'item'"
-    assert password_cluster.psql(owner, database=DEV_DATABASE) == "app"
-    assert password_cluster.psql("SELECT rolsuper FROM pg_roles WHERE rolname = 'app'") == "f"
-
-
-def test_compose_connects_as_the_application_role_on_this_machine_only(api: Service) -> None:
-    compose = yaml.safe_load((api.path / "compose.yaml").read_text())
-    for name, service in compose["services"].items():
-        assert all(str(port).startswith("127.0.0.1:") for port in service.get("ports", [])), name
-        url = service.get("environment", {}).get("DATABASE_URL")
-        assert url is None or url.startswith("postgresql+asyncpg://app:"), url
-    gitignore = (api.path / ".gitignore").read_text().splitlines()
-    assert {".env", ".env.*", "!.env.example"} <= set(gitignore)
-
-
-@pytest.mark.xdist_group("no_leaks_cluster")
-def test_a_stopped_database_is_a_503_then_the_same_process_recovers(
-    api: Service, password_cluster: Cluster
-) -> None:
-    timeout = 2.0
-    env = api.env(
-        app_url(password_cluster),
-        DATABASE_CONNECT_TIMEOUT_SECONDS=str(timeout),
-        DATABASE_POOL_TIMEOUT_SECONDS=str(timeout),
-    )
-    api.ok(api.run(sys.executable, "-m", "app.infra.migrate", env=env))
-    with serving(api, env, "app.test_app:app") as (base, output), ThreadPoolExecutor(1) as pool:
-        created = get(f"{base}/items", json.dumps({"name": "lamp"}).encode())
-        assert created.status == 201, created
-        item = created.json
-        assert get(f"{base}/items/{item['id']}").json == item
-
-        # A statement in flight when the server shuts down (57P01), then none to connect to.
-        in_flight = pool.submit(get, f"{base}/sleep?seconds=10")
-        time.sleep(0.5)
-        password_cluster.stop()
-        assert (in_flight.result(SECONDS).status, in_flight.result().json) == (
-            503,
-            {"detail": "database unavailable"},
-        )
-        started = time.monotonic()
-        down = get(f"{base}/items/{item['id']}")
-        waited = time.monotonic() - started
-        assert (down.status, down.json) == (503, {"detail": "database unavailable"})
-        assert down.retry_after.isdigit()
-        assert waited < timeout + 1, waited
-        assert get(f"{base}/health").status == 503
-
-        password_cluster.start()
-        deadline = time.monotonic() + SECONDS
-        while (again := get(f"{base}/items/{item['id']}")).status != 200:
-            assert again.status == 503 and time.monotonic() < deadline, again
-            time.sleep(0.1)
-        assert again.json == item
-    log = output()
-    assert "database unavailable" in log, log
-    assert_clean(log, ("Kx7", "Wq2", "Zr5", PASSWORD))
-    print(f"503 after {waited:.2f} s with the server stopped")

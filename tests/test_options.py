@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 import yaml
+from database import table_names
 from dockerfile import exec_form, instructions, last
-from helpers import BOOK_MODEL, Service, assert_clean_render, render, table_names
+from helpers import BOOK_MODEL, Service, assert_clean_render, render
 from sqlalchemy.engine import URL
 
 OPTIONS = {

@@ -9,7 +9,8 @@ import re
 import sys
 
 import pytest
-from helpers import Service, applied_versions, one_line_failure, sql
+from database import applied_versions, sql
+from helpers import Service, one_line_failure
 from servers import PgBouncer
 from sqlalchemy.engine import URL
 from test_url_parameters import ENGINE_PROGRAM

@@ -8,7 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, sql, table_names
+from database import sql, table_names
+from helpers import ROOT
 from sqlalchemy.engine import make_url
 
 TEMPLATE_URL = "https://github.com/copier-async-postgres/copier-async-postgres.git"

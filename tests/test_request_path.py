@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from database import sql
 from dockerfile import exec_form, last
-from helpers import ROOT, Service, render, sql
-from servers import Cluster, PgBouncer, Workspace, embedded_bindir, free_port
+from helpers import ROOT, Service, render
+from servers import Cluster, PgBouncer, free_port, private_cluster
 from sqlalchemy.engine import URL
 
 sys.path.insert(0, str(ROOT))  # the benchmark's modules: its routes and its wire proxy
@@ -198,20 +199,17 @@ class Restartable:
 @pytest.fixture(scope="module")
 def servers() -> Iterator[Restartable]:
     """A PostgreSQL of this module's own, and a PgBouncer in front of it."""
-    workspace = Workspace("pytest-restart-")
-    cluster = Cluster.create(workspace, embedded_bindir(), "restart")
-    bouncer = None
-    try:
-        cluster.start()
+    with private_cluster("restart") as cluster:
         bouncer = PgBouncer(
-            workspace, cluster.socket_url(), pool_size=8, server_login_retry=str(LOGIN_RETRY)
+            cluster.workspace,
+            cluster.socket_url(),
+            pool_size=8,
+            server_login_retry=str(LOGIN_RETRY),
         )
-        yield Restartable(cluster, bouncer)
-    finally:
-        if bouncer is not None:
+        try:
+            yield Restartable(cluster, bouncer)
+        finally:
             bouncer.stop()
-        cluster.stop()
-        workspace.remove()
 
 
 def restart(servers: Restartable, restarted: str) -> float:

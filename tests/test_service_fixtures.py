@@ -11,7 +11,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import Service, render, sql
+from database import sql
+from helpers import Service, render
 from sqlalchemy.engine import URL
 
 COUNT_BOOKS = """\

@@ -29,8 +29,9 @@ from uuid import uuid4
 
 import pytest
 import yaml
+from database import sql
 from dockerfile import exec_form, last
-from helpers import Service, render, sql
+from helpers import Service, render
 from sqlalchemy.engine import URL
 
 SLOW_APP = '''"""Test-only: the app, plus a route that holds a connection for a while."""

@@ -12,7 +12,8 @@ import re
 import sys
 
 import pytest
-from helpers import Service, sql
+from database import sql
+from helpers import Service
 from sqlalchemy.engine import URL
 from test_squawk import LINT, findings
 

@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import Service, load_fixup, table_names
+from database import table_names
+from helpers import Service, load_fixup
 from sqlalchemy.engine import URL
 from updating import (
     answers,

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, Service, applied_versions, load_fixup, one_line_failure, sql
+from database import applied_versions, sql
+from helpers import ROOT, Service, load_fixup, one_line_failure
 from sqlalchemy.engine import URL
 from updating import commit_all, copier_update, copy_template, git, render_committed
 

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 from copier import run_copy
-from helpers import ROOT, Service, table_names
+from database import table_names
+from helpers import ROOT, Service
 from sqlalchemy.engine import URL
 from updating import (
     assert_no_conflicts_left,

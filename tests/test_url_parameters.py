@@ -20,7 +20,8 @@ import pytest
 from alembic import command
 from alembic.config import Config
 from certificates import make_certificates
-from helpers import Service, one_line_failure, sql
+from database import sql
+from helpers import Service, one_line_failure
 from sqlalchemy.engine import URL
 
 PASSWORD = "url-s3cret"

@@ -10,7 +10,8 @@ from __future__ import annotations
 import sys
 
 import pytest
-from helpers import Service, applied_versions, sql, table_locked
+from database import applied_versions, index_validity, sql, table_locked
+from helpers import Service
 from sqlalchemy.engine import URL
 
 LEDGER = """
@@ -32,16 +33,6 @@ AUTOCOMMIT_BLOCK = """
     with op.get_context().autocommit_block():
         op.execute("SELECT 1")
 """
-
-
-def indexes(url: URL) -> dict[str, bool]:
-    """Index name -> valid, on the ledger table."""
-    rows = sql(
-        url,
-        "SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
-        " WHERE i.indrelid = 'ledger'::regclass",
-    )[0]
-    return dict(rows)
 
 
 def upgrade(service: Service, url: URL, **env: str) -> tuple[int, str]:
@@ -66,7 +57,7 @@ def test_concurrent_upgrades_through_an_autocommit_block_apply_each_revision_onc
         assert outputs.count(f"Running upgrade {step}") == 1, outputs
     assert "waiting for it to finish" in outputs  # the others did queue
     assert applied_versions(database_url) == ["r3"]
-    assert indexes(database_url) == {"ix_ledger_id": True}
+    assert index_validity(database_url, "ledger") == {"ix_ledger_id": True}
     assert sql(database_url, "SELECT count(*) FROM ledger WHERE note = 'r3'")[0] == [(1,)]
     # The session lock went with its session: nothing is left holding it.
     assert sql(database_url, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")[0] == [
@@ -115,13 +106,13 @@ def test_a_failure_inside_an_autocommit_block_is_finished_by_a_rerun(
     assert applied_versions(database_url) == ["r1"]
     current = service.ok(service.alembic("current", database_url=database_url))
     assert "\nr1\n" in f"\n{current}" and "(head)" not in current, current
-    assert indexes(database_url) == {"ix_ledger_id": False}
+    assert index_validity(database_url, "ledger") == {"ix_ledger_id": False}
 
     sql(database_url, "DELETE FROM ledger WHERE note = 'dup'")
     code, output = upgrade(service, database_url)
     assert code == 0, output
     assert applied_versions(database_url) == ["r2"]
-    assert indexes(database_url) == {"ix_ledger_id": True}
+    assert index_validity(database_url, "ledger") == {"ix_ledger_id": True}
 
 
 def test_a_failure_after_an_autocommit_block_keeps_what_the_block_committed(
@@ -138,7 +129,7 @@ def test_a_failure_after_an_autocommit_block_keeps_what_the_block_committed(
     # again: harmless, as every autocommit block must be re-runnable.
     assert code != 0 and "division by zero" in output, output
     assert applied_versions(database_url) == ["r1"]
-    assert indexes(database_url) == {"ix_ledger_id": True}
+    assert index_validity(database_url, "ledger") == {"ix_ledger_id": True}
 
     service.write_revision("r3", "r2", "op.execute(\"INSERT INTO ledger VALUES (0, 'r3')\")")
     code, output = upgrade(service, database_url)

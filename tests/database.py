@@ -1,0 +1,88 @@
+"""SQL against the test servers: statements, what a database holds, locks held by
+another connection. Shared by the template's tests (and bench/)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import pool, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+
+def to_asyncpg(url: str | URL) -> URL:
+    return make_url(url).set(drivername="postgresql+asyncpg")
+
+
+async def _admin(server: URL, *statements: str) -> list[Any]:
+    engine = create_async_engine(server, poolclass=pool.NullPool, isolation_level="AUTOCOMMIT")
+    results: list[Any] = []
+    try:
+        async with engine.connect() as connection:
+            for statement in statements:
+                result = await connection.execute(text(statement))
+                results.append(result.fetchall() if result.returns_rows else None)
+    finally:
+        await engine.dispose()
+    return results
+
+
+def sql(url: URL, *statements: str) -> list[Any]:
+    """Run statements in autocommit mode; SELECTs return their rows."""
+    return asyncio.run(_admin(url, *statements))
+
+
+def table_names(url: URL) -> set[str]:
+    rows = sql(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")[0]
+    return {row[0] for row in rows}
+
+
+def applied_versions(url: URL) -> list[str]:
+    if "alembic_version" not in table_names(url):
+        return []
+    return [row[0] for row in sql(url, "SELECT version_num FROM alembic_version")[0]]
+
+
+def hold_lock(url: URL, table: str, acquired: threading.Event, release: threading.Event) -> None:
+    """Keep an ACCESS EXCLUSIVE lock on `table` until `release` is set."""
+
+    async def run() -> None:
+        engine = create_async_engine(url, poolclass=pool.NullPool)
+        try:
+            async with engine.begin() as connection:
+                await connection.execute(text(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
+                acquired.set()
+                while not release.is_set():
+                    await asyncio.sleep(0.05)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
+@contextmanager
+def table_locked(url: URL, table: str) -> Iterator[None]:
+    """An ACCESS EXCLUSIVE lock on `table`, held by another connection inside the block."""
+    acquired, release = threading.Event(), threading.Event()
+    holder = threading.Thread(target=hold_lock, args=(url, table, acquired, release))
+    holder.start()
+    try:
+        assert acquired.wait(30)
+        yield
+    finally:
+        release.set()
+        holder.join()
+
+
+def index_validity(url: URL, table: str) -> dict[str, bool]:
+    """Index name -> valid (an INVALID one is what a failed concurrent build leaves)."""
+    rows = sql(
+        url,
+        "SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+        f" WHERE i.indrelid = '{table}'::regclass",
+    )[0]
+    return dict(rows)
