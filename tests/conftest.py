@@ -18,12 +18,11 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from uuid import uuid4
 
 import pytest
 from _pytest.nodeid import NodeId
 from certificates import Certificates, make_certificates
-from database import sql, to_asyncpg
+from database import fresh_database, to_asyncpg
 from helpers import ROOT, Service, render
 from servers import Cluster, PgBouncer, Workspace, embedded_bindir, missing, os_bindir
 from sqlalchemy.engine import URL
@@ -87,12 +86,8 @@ def postgres_server() -> Iterator[URL]:
 @pytest.fixture
 def database_url(postgres_server: URL) -> Iterator[URL]:
     """A fresh, empty database, dropped after the test."""
-    name = f"t_{uuid4().hex[:16]}"
-    sql(postgres_server, f'CREATE DATABASE "{name}"')
-    try:
-        yield postgres_server.set(database=name)
-    finally:
-        sql(postgres_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database(postgres_server) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

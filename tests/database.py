@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from uuid import uuid4
 
 from sqlalchemy import pool, text
 from sqlalchemy.engine import URL, make_url
@@ -34,6 +35,17 @@ async def _admin(server: URL, *statements: str) -> list[Any]:
 def sql(url: URL, *statements: str) -> list[Any]:
     """Run statements in autocommit mode; SELECTs return their rows."""
     return asyncio.run(_admin(url, *statements))
+
+
+@contextmanager
+def fresh_database(server: URL) -> Iterator[URL]:
+    """A new, empty database on the server, dropped (connections and all) afterwards."""
+    name = f"t_{uuid4().hex[:16]}"
+    sql(server, f'CREATE DATABASE "{name}"')
+    try:
+        yield server.set(database=name)
+    finally:
+        sql(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def table_names(url: URL) -> set[str]:
