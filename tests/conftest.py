@@ -40,10 +40,14 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> Iterator[None]:
-    """Keep `xdist_group`: pytest-xdist 3.8 marks a test's group by setting `_nodeid`
-    (`...@tls`) for --dist loadgroup, which pytest 9.2 no longer reads (its nodeid comes
-    from `_id`); without this each worker would build every system set-up of its own."""
+    """Start the `slow` tests first, and keep `xdist_group`: pytest-xdist 3.8 marks a
+    test's group by setting `_nodeid` (`...@tls`) for --dist loadgroup, which pytest 9.2
+    no longer reads (its nodeid comes from `_id`); without this each worker would build
+    every system set-up of its own."""
     yield
+    # The longest tests first: one started last would end the run alone. (xdist sends
+    # groups first, the larger first; these lead the tests that are one unit each.)
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
     for item in items:
         grouped = item.__dict__.get("_nodeid")
         if isinstance(grouped, str) and "@" in grouped and item.nodeid != grouped:

@@ -11,9 +11,11 @@ import re
 import subprocess
 import sys
 
+import pytest
 from helpers import ROOT
 
 
+@pytest.mark.slow
 def test_bench_quick_mode_prints_its_table() -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "run.py"), "--quick"],
