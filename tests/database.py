@@ -48,6 +48,20 @@ def fresh_database(server: URL) -> Iterator[URL]:
         sql(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def until_connected(others: int, seconds: float = 30) -> str:
+    """A statement that returns once `others` more sessions are connected to its database
+    (at most `seconds`): a revision that runs it keeps a race open until every
+    concurrent run has arrived. A fixed sleep does not: on a busy machine one
+    interpreter starts a second after another, and the first run was already done.
+    (pg_stat_activity is read once per transaction unless its snapshot is cleared.)"""
+    return (
+        "DO $$ BEGIN WHILE (SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid())"
+        f" < {others} AND clock_timestamp() < now() + interval '{seconds} s'"
+        " LOOP PERFORM pg_sleep(0.02); PERFORM pg_stat_clear_snapshot(); END LOOP; END $$"
+    )
+
+
 def table_names(url: URL) -> set[str]:
     rows = sql(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")[0]
     return {row[0] for row in rows}

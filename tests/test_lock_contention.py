@@ -134,7 +134,9 @@ def advisory_locks(url: URL) -> int:
 def test_a_hung_lock_holder_is_named_after_the_bounded_wait(
     service: Service, database_url: URL
 ) -> None:
-    service.write_revision("r1", None, LEDGER + '    op.execute("SELECT pg_sleep(0.3)")\n')
+    # Long enough to be caught holding the lock on a busy machine; free, since the
+    # second run waits its 5 s while the first is stopped anyway.
+    service.write_revision("r1", None, LEDGER + '    op.execute("SELECT pg_sleep(2)")\n')
     first_url = database_url.update_query_dict({"application_name": "first-runner"})
     upgrade = (sys.executable, "-m", "alembic", "upgrade", "head")
     first = Background(service, upgrade, first_url, bound=BOUND)

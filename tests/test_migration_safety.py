@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from database import applied_versions, sql, table_locked, table_names
+from database import applied_versions, sql, table_locked, table_names, until_connected
 from helpers import Service
 from sqlalchemy.engine import URL
 
@@ -50,9 +50,9 @@ def test_eight_concurrent_upgrades_apply_each_revision_once(
     service.write_revision(
         "r1",
         None,
-        """
+        f"""
         op.create_table("ledger", sa.Column("revision", sa.Text, nullable=False))
-        op.execute("SELECT pg_sleep(0.5)")  # keep the race window open
+        op.execute({until_connected(7)!r})  # the race open until all eight are in
         op.execute("INSERT INTO ledger VALUES ('r1')")
         """,
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 import pytest
-from database import applied_versions, index_validity, sql, table_locked
+from database import applied_versions, index_validity, sql, table_locked, until_connected
 from helpers import Service
 from sqlalchemy.engine import URL
 
@@ -43,7 +43,8 @@ def upgrade(service: Service, url: URL, **env: str) -> tuple[int, str]:
 def test_concurrent_upgrades_through_an_autocommit_block_apply_each_revision_once(
     service: Service, database_url: URL
 ) -> None:
-    service.write_revision("r1", None, LEDGER + '    op.execute("SELECT pg_sleep(0.3)")\n')
+    # r1 holds the lock until the three other runs are connected (and trying it).
+    service.write_revision("r1", None, LEDGER + f"    op.execute({until_connected(3)!r})\n")
     service.write_revision("r2", "r1", CONCURRENT_INDEX)
     service.write_revision("r3", "r2", "op.execute(\"INSERT INTO ledger VALUES (0, 'r3')\")")
 
