@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import re
 import sys
+from pathlib import Path
 
+import pytest
 from database import sql, table_names
 from helpers import Service
 from sqlalchemy.engine import URL
@@ -78,7 +80,10 @@ def test_in_sync_schema_gives_no_revision_and_a_clean_check(
     assert_in_sync(service, database_url)
 
 
-def test_generated_revisions_pass_ruff_and_mypy_strict(service: Service, database_url: URL) -> None:
+@pytest.mark.xdist_group("mypy-3.11")  # conftest's mypy_cache: the default Python version
+def test_generated_revisions_pass_ruff_and_mypy_strict(
+    service: Service, database_url: URL, mypy_cache: Path
+) -> None:
     service.add_model("book", CATALOGUE)
     first = autogenerate(service, database_url, "catalogue")
     assert "postgresql.ENUM(" in first and "create_foreign_key" not in first
@@ -112,7 +117,9 @@ def test_generated_revisions_pass_ruff_and_mypy_strict(service: Service, databas
     service.ok(service.run(python, "-m", "ruff", "check", "alembic/versions"))
     service.ok(service.run(python, "-m", "ruff", "format", "--check", "alembic/versions"))
     # The rendered pyproject's [tool.mypy]: strict, alembic/ included.
-    assert "Success" in service.ok(service.run(python, "-m", "mypy", timeout=300))
+    assert "Success" in service.ok(
+        service.run(python, "-m", "mypy", "--cache-dir", mypy_cache / "3.11", timeout=300)
+    )
 
     # Offline SQL too: the ENUM ops work without a database connection.
     offline = service.ok(service.alembic("upgrade", "head", "--sql"))
