@@ -1,7 +1,8 @@
-"""Migrations under lock contention: a bounded wait for a hung run's migration lock,
-lock timeouts retried with backoff (whole transactions; single statements in an
-`autocommit_block()`), readers that wait one lock_timeout rather than the whole
-retry period, and INVALID indexes from failed concurrent builds cleaned up.
+"""Migrations under lock contention: lock timeouts retried with backoff (whole
+transactions; single statements in an `autocommit_block()`), readers that wait one
+lock_timeout rather than the whole retry period, and INVALID indexes from failed
+concurrent builds cleaned up. (The bounded wait for a hung run's migration lock:
+test_lock_wait.py.)
 
 Through the real `alembic` command line and the migrate step, on the session's
 PostgreSQL (and PgBouncer). Each test prints what it measured (`pytest -rP`).
@@ -9,25 +10,19 @@ PostgreSQL (and PgBouncer). Each test prints what it measured (`pytest -rP`).
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-import psycopg
 import pytest
-from background import Background
 from database import applied_versions, index_validity, sql
 from helpers import Service, one_line_failure
+from lock_holders import BOUND, connect, held, seen, upgrade_while_held
 from servers import PgBouncer
 from sqlalchemy.engine import URL
 
-BOUND = 60.0  # no wait in this module is longer
 LEDGER = """
     op.create_table("ledger", sa.Column("id", sa.Integer), sa.Column("note", sa.Text))
     op.execute("INSERT INTO ledger SELECT i, 'n' || i FROM generate_series(1, 100) i")
@@ -54,69 +49,6 @@ RETRY_LINE = re.compile(
 )
 
 
-def connect(url: URL) -> psycopg.Connection:
-    """A plain autocommit connection for the test's own sessions (holders, readers)."""
-    host = url.query.get("host") or url.host
-    return psycopg.connect(
-        host=str(host), port=url.port, user=url.username, password=url.password or None,
-        dbname=url.database, autocommit=True, prepare_threshold=None,  # PgBouncer 1.18
-    )  # fmt: skip
-
-
-def seen(url: URL, condition: str) -> None:
-    """Until some session of this database matches `condition` in pg_stat_activity."""
-    deadline = time.monotonic() + BOUND
-    with connect(url) as watcher:
-        query = f"SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND {condition}"
-        while watcher.execute(query).fetchone() == (0,):  # type: ignore[comparison-overlap]
-            assert time.monotonic() < deadline, condition
-            time.sleep(0.01)
-
-
-@contextmanager
-def held(url: URL, statement: str, release: threading.Event) -> Iterator[None]:
-    """A transaction that ran `statement` (took its locks), open until `release` is set
-    or the block ends."""
-    session = connect(url)
-    session.execute("BEGIN")
-    session.execute(statement)  # type: ignore[arg-type]
-
-    def end_when_released() -> None:
-        release.wait(BOUND)
-        session.execute("COMMIT")
-        session.close()
-
-    ender = threading.Thread(target=end_when_released)
-    ender.start()
-    try:
-        yield
-    finally:
-        release.set()
-        ender.join(BOUND)
-
-
-def upgrade_while_held(
-    service: Service, url: URL, statement: str, waiting: str, seconds: float, **env: str
-) -> tuple[int, str]:
-    """`alembic upgrade head` while another transaction holds what `statement` took, until
-    `seconds` after the run's statement starting with `waiting` was first seen waiting."""
-    release = threading.Event()
-    with held(url, statement, release):
-        run = subprocess.Popen(
-            [sys.executable, "-m", "alembic", "upgrade", "head"], cwd=service.path,
-            env=service.env(url, **env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True,
-        )  # fmt: skip
-        try:
-            seen(url, f"wait_event_type = 'Lock' AND query LIKE '{waiting}%'")
-            threading.Timer(seconds, release.set).start()
-            output = run.communicate(timeout=BOUND)[0]
-        finally:
-            release.set()
-            run.kill()  # no-op once it ended
-    return run.returncode, output
-
-
 def upgrade(service: Service, url: URL, **env: str) -> subprocess.CompletedProcess[str]:
     return service.alembic("upgrade", "head", env=service.env(url, **env), timeout=BOUND)
 
@@ -129,51 +61,6 @@ def retry_lines(output: str) -> list[str]:
 
 def advisory_locks(url: URL) -> int:
     return int(sql(url, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")[0][0][0])
-
-
-def test_a_hung_lock_holder_is_named_after_the_bounded_wait(
-    service: Service, database_url: URL
-) -> None:
-    # Long enough to be caught holding the lock on a busy machine; free, since the
-    # second run waits its 5 s while the first is stopped anyway.
-    service.write_revision("r1", None, LEDGER + '    op.execute("SELECT pg_sleep(2)")\n')
-    first_url = database_url.update_query_dict({"application_name": "first-runner"})
-    upgrade = (sys.executable, "-m", "alembic", "upgrade", "head")
-    first = Background(service, upgrade, first_url, bound=BOUND)
-    try:
-        deadline = time.monotonic() + BOUND
-        while not any("Running upgrade" in line for line in first.lines):  # it holds the lock
-            assert time.monotonic() < deadline and first.process.poll() is None, first.lines
-            time.sleep(0.01)
-        os.kill(first.process.pid, signal.SIGSTOP)
-        [(pid,)] = sql(
-            database_url,
-            "SELECT pid FROM pg_stat_activity WHERE application_name = 'first-runner'",
-        )[0]
-        started = time.monotonic()
-        second = service.run(
-            sys.executable, "-m", "app.infra.migrate",
-            env=service.env(database_url, MIGRATION_LOCK_WAIT_SECONDS="5"), timeout=BOUND,
-        )  # fmt: skip
-        seconds = time.monotonic() - started
-        line = one_line_failure(
-            second,
-            "gave up after waiting 5.",
-            "MIGRATION_LOCK_WAIT_SECONDS=5",
-            f"pid {pid} (application_name 'first-runner'",
-            f"pg_terminate_backend({pid})",
-            progress=True,
-        )
-        print(f"the migrate step gave up after {seconds:.1f} s: {line}")
-        assert seconds < 15.0, seconds  # interpreter start-up on a busy machine included
-        waited = float(re.search(r"waiting ([\d.]+) s", line)[1])  # type: ignore[index]
-        assert 5.0 <= waited < 6.0, line
-    finally:
-        os.kill(first.process.pid, signal.SIGCONT)
-        code, lines, _ = first.finish()  # bounded; killed past the bound
-    assert code == 0, lines
-    assert applied_versions(database_url) == ["r1"]
-    assert advisory_locks(database_url) == 0
 
 
 def test_a_revision_behind_a_table_lock_succeeds_through_retries(
