@@ -9,13 +9,9 @@ component) and web=none (the Job alone); each also through the overlay its READM
 
 from __future__ import annotations
 
-import fcntl
 import json
-import re
 import shutil
 import subprocess
-import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +19,8 @@ import kubernetes_validate
 import pytest
 import yaml
 from dockerfile import instructions, last
-from helpers import ROOT, assert_clean_render, render
-from servers import missing
+from helpers import assert_clean_render, render
+from kustomize import Build, install_checkov, write_readme_overlay
 
 # The oldest Kubernetes these manifests are for (the preStop sleep action, on by
 # default since 1.30; unhealthyPodEvictionPolicy, GA in 1.31) and the newest schema
@@ -36,53 +32,6 @@ SECRET_KEYS = {"DATABASE_URL", "DATABASE_MIGRATION_URL", "DATABASE_READ_URL"}
 SKIPPED = {"CKV_K8S_11", "CKV_K8S_15", "CKV_K8S_35", "CKV_K8S_43"}
 # One worker renders and builds once for all of them.
 pytestmark = pytest.mark.xdist_group("kubernetes")
-
-
-def kubectl(*args: str | Path) -> str:
-    result = subprocess.run(
-        [Path(sys.executable).with_name("kubectl"), *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-class Build:
-    """What `kubectl apply -k <directory>` would send: the objects, in order."""
-
-    def __init__(self, root: Path, directory: str, out: Path) -> None:
-        self.root = root
-        self.text = kubectl("kustomize", root / directory)
-        self.file = out
-        out.write_text(self.text)
-        self.objects: list[dict[str, Any]] = [
-            doc for doc in yaml.safe_load_all(self.text) if doc is not None
-        ]
-
-    def kinds(self) -> list[str]:
-        return [obj["kind"] for obj in self.objects]
-
-    def one(self, kind: str) -> dict[str, Any]:
-        [found] = [obj for obj in self.objects if obj["kind"] == kind]
-        return found
-
-    def pod_specs(self) -> list[dict[str, Any]]:
-        return [
-            obj["spec"]["template"]["spec"]
-            for obj in self.objects
-            if obj["kind"] in {"Deployment", "Job"}
-        ]
-
-
-def write_readme_overlay(root: Path) -> None:
-    """The overlay the service's README tells users to write, where it says."""
-    readme = (root / "README.md").read_text()
-    [overlay] = re.findall(r"```yaml\n(# (deploy/k8s/overlays/\S+)\n.*?)```", readme, re.DOTALL)
-    target = root / overlay[1]
-    target.parent.mkdir(parents=True)
-    target.write_text(overlay[0])
 
 
 @pytest.fixture(scope="session")
@@ -113,6 +62,11 @@ def builds(renders: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -
         name: Build(renders[web], directory, out / f"{name}.yaml")
         for name, (web, directory) in plan.items()
     }
+
+
+@pytest.fixture(scope="session")
+def checkov() -> Path:
+    return install_checkov()
 
 
 def test_what_each_kustomization_creates(
@@ -333,36 +287,3 @@ def test_the_readme_overlay_sets_image_and_settings(builds: dict[str, Build], na
             assert container["envFrom"] == [
                 {"configMapRef": {"name": config["metadata"]["name"], "optional": True}}
             ]
-
-
-# checkov pins packaging<24 (pytest 9 needs >=24) and a dozen more old versions: it
-# gets a virtualenv of its own, made once per clone from its dependency group.
-def checkov_requirements() -> list[str]:
-    groups = tomllib.loads((ROOT / "pyproject.toml").read_text())["dependency-groups"]
-    return groups["checkov"]
-
-
-@pytest.fixture(scope="session")
-def checkov() -> Path:
-    [pin] = [r for r in checkov_requirements() if r.startswith("checkov==")]
-    venv = ROOT / ".tools" / pin.replace("==", "-")
-    executable, done = venv / "bin" / "checkov", venv / ".installed"
-    venv.parent.mkdir(exist_ok=True)
-    with open(venv.parent / "checkov.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one installer at a time, across processes
-        if not done.exists():
-            shutil.rmtree(venv, ignore_errors=True)
-            # uv (the test group's): seconds where pip took 12-30 s on a fresh machine.
-            uv = Path(sys.executable).with_name("uv")
-            subprocess.run([uv, "venv", "-q", "--python", sys.executable, venv], check=True)
-            install = subprocess.run(
-                [uv, "pip", "install", "-q", "--python", venv / "bin" / "python"]
-                + checkov_requirements(),
-                capture_output=True,
-                text=True,
-                timeout=600,
-            )
-            if install.returncode != 0 or not executable.exists():
-                missing(f"cannot install {pin} into {venv}: {install.stderr.strip()[-500:]}")
-            done.touch()
-    return executable
