@@ -14,6 +14,9 @@ from sqlalchemy import pool, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+# What a database's public schema holds, by kind (see `schema`).
+Schema = dict[str, set[tuple[Any, ...]]]
+
 
 def to_asyncpg(url: str | URL) -> URL:
     return make_url(url).set(drivername="postgresql+asyncpg")
@@ -112,3 +115,24 @@ def index_validity(url: URL, table: str) -> dict[str, bool]:
         f" WHERE i.indrelid = '{table}'::regclass",
     )[0]
     return dict(rows)
+
+
+def schema(url: URL) -> Schema:
+    """What the public schema holds: columns, constraints, indexes and ENUM types."""
+    columns, constraints, indexes, enums = sql(
+        url,
+        "SELECT table_name, column_name, data_type, character_maximum_length, is_nullable,"
+        " column_default FROM information_schema.columns WHERE table_schema = 'public'",
+        "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)"
+        " FROM pg_constraint WHERE connamespace = 'public'::regnamespace",
+        "SELECT tablename, indexname FROM pg_indexes WHERE schemaname = 'public'",
+        "SELECT t.typname, string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder)"
+        " FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid"
+        " WHERE t.typnamespace = 'public'::regnamespace GROUP BY t.typname",
+    )
+    return {
+        "columns": {tuple(row) for row in columns},
+        "constraints": {tuple(row) for row in constraints},
+        "indexes": {tuple(row) for row in indexes},
+        "enums": {tuple(row) for row in enums},
+    }

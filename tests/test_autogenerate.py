@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from database import fresh_database, sql
+from database import Schema, fresh_database, schema
 from helpers import Service
 from sqlalchemy.engine import URL
 
@@ -65,29 +65,6 @@ class Shelf(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     status: Mapped[str] = mapped_column({STATUS})
 """
-
-Schema = dict[str, set[tuple[Any, ...]]]
-
-
-def schema(url: URL) -> Schema:
-    """What the public schema holds: columns, constraints, indexes and ENUM types."""
-    columns, constraints, indexes, enums = sql(
-        url,
-        "SELECT table_name, column_name, data_type, character_maximum_length, is_nullable,"
-        " column_default FROM information_schema.columns WHERE table_schema = 'public'",
-        "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)"
-        " FROM pg_constraint WHERE connamespace = 'public'::regnamespace",
-        "SELECT tablename, indexname FROM pg_indexes WHERE schemaname = 'public'",
-        "SELECT t.typname, string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder)"
-        " FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid"
-        " WHERE t.typnamespace = 'public'::regnamespace GROUP BY t.typname",
-    )
-    return {
-        "columns": {tuple(row) for row in columns},
-        "constraints": {tuple(row) for row in constraints},
-        "indexes": {tuple(row) for row in indexes},
-        "enums": {tuple(row) for row in enums},
-    }
 
 
 def autogenerate(service: Service, url: URL, message: str) -> str:
