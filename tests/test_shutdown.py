@@ -11,10 +11,8 @@ the launcher keeps it alive until the test has looked.
 
 from __future__ import annotations
 
-import json
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -32,6 +30,8 @@ import yaml
 from database import sql
 from dockerfile import exec_form, last
 from helpers import Service, render
+from servers import free_port
+from serving import get
 from sqlalchemy.engine import URL
 
 SLOW_APP = '''"""Test-only: the app, plus a route that holds a connection for a while."""
@@ -70,20 +70,6 @@ def api(copier_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Serv
     )
     service.write("app/slow_app.py", SLOW_APP)
     return service
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=SECONDS) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
 
 
 def until(condition: Callable[[], T], what: str) -> T:
@@ -154,8 +140,8 @@ def test_sigterm_finishes_requests_in_flight_and_leaves_no_connection(
             with pytest.raises(urllib.error.URLError, match="Connection refused"):
                 get(f"http://127.0.0.1:{port}/health")
             assert not slow.done()
-            status, body = slow.result(timeout=SECONDS)
-            assert (status, json.loads(body)) == (200, {"slept": "1 s"})
+            answer = slow.result(timeout=SECONDS)
+            assert (answer.status, answer.json) == (200, {"slept": "1 s"})
             answered = time.monotonic() - signalled
         until(lambda: _drain(lines, output, "LAUNCHER: uvicorn returned"), "uvicorn shuts down")
         shut_down = time.monotonic() - signalled
@@ -212,7 +198,10 @@ def test_readiness_turns_503_at_sigterm_and_liveness_stays_200_while_draining(
             seen: list[tuple[float, int, int]] = []  # seconds after SIGTERM, ready, live
             while True:
                 try:
-                    ready, live = get(f"{base}/health/ready")[0], get(f"{base}/health/live")[0]
+                    ready, live = (
+                        get(f"{base}/health/ready").status,
+                        get(f"{base}/health/live").status,
+                    )
                 except OSError:  # the drain is over: uvicorn stops accepting
                     break
                 seen.append((time.monotonic() - signalled, ready, live))
@@ -220,7 +209,8 @@ def test_readiness_turns_503_at_sigterm_and_liveness_stays_200_while_draining(
                 assert time.monotonic() - signalled < SECONDS
             refused = time.monotonic() - signalled
             assert not slow.done()  # still in flight when the server stopped accepting
-            assert slow.result(timeout=SECONDS) == (200, '{"slept":"3 s"}')
+            answer = slow.result(timeout=SECONDS)
+            assert (answer.status, answer.json) == (200, {"slept": "3 s"})
             answered = time.monotonic() - signalled
         server.wait(SECONDS)
     finally:
@@ -239,7 +229,7 @@ def test_readiness_turns_503_at_sigterm_and_liveness_stays_200_while_draining(
 
 def _answers(url: str) -> bool:
     try:
-        return get(url)[0] == 200
+        return get(url).status == 200
     except OSError:
         return False
 
