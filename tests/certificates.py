@@ -1,5 +1,6 @@
 """A throw-away CA (and a wrong one), a server certificate for "localhost" only,
-and a client certificate, for the TLS server tests (the `cryptography` package)."""
+and a client certificate, for the TLS server tests; a self-signed client certificate
+with an encrypted key (test_no_leaks.py). The `cryptography` package."""
 
 from __future__ import annotations
 
@@ -86,3 +87,34 @@ def make_certificates(directory: Path, client_user: str) -> Certificates:
         client_cert=write("client.crt", pem(certificate(client_user, client_key, ca))),
         client_key=write("client.key", key_pem(client_key)),
     )
+
+
+def encrypted_client_certificate(directory: Path, key_password: str) -> tuple[Path, Path]:
+    """A self-signed client certificate for "app" and its key, encrypted with the password."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "app")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    (directory / "client.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / "client.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(key_password.encode()),
+        )
+    )
+    return directory / "client.crt", directory / "client.key"

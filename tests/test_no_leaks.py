@@ -13,7 +13,6 @@ Request errors in a served service, and an outage: test_request_errors.py.
 
 from __future__ import annotations
 
-import datetime
 import importlib
 import sys
 import warnings
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from certificates import encrypted_client_certificate
 from dockerfile import exec_form, last
 from helpers import Service, one_line_failure
 from pydantic import ValidationError
@@ -64,34 +64,8 @@ def url(password: str = PASSWORD, host: str = NOWHERE, query: str = "") -> str:
 @pytest.fixture(scope="module")
 def client_key(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """A client certificate and its key, encrypted with KEY_PASSWORD."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    directory = tmp_path_factory.mktemp("client-key")
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "app")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    (directory / "client.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (directory / "client.key").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.BestAvailableEncryption(KEY_PASSWORD.encode()),
-        )
-    )
-    return {"cert": str(directory / "client.crt"), "key": str(directory / "client.key")}
+    cert, key = encrypted_client_certificate(tmp_path_factory.mktemp("client-key"), KEY_PASSWORD)
+    return {"cert": str(cert), "key": str(key)}
 
 
 def probes(client_key: dict[str, str], live: str) -> dict[str, Probe]:
