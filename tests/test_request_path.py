@@ -12,21 +12,18 @@ every Query and Execute message the app sends. The restarts run on a PostgreSQL
 
 from __future__ import annotations
 
-import http.client
-import random
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from app_under_load import App, Load, get
 from database import sql
-from dockerfile import exec_form, last
 from helpers import ROOT, Service, render
-from servers import Cluster, PgBouncer, free_port, private_cluster
+from servers import Cluster, PgBouncer, private_cluster
 from sqlalchemy.engine import URL
 
 sys.path.insert(0, str(ROOT))  # the benchmark's modules: its routes and its wire proxy
@@ -35,7 +32,7 @@ from bench.wire_proxy import WireProxy, unix_socket  # noqa: E402
 
 pytestmark = pytest.mark.xdist_group("restart")
 
-SECONDS = 30.0  # bound on each wait for an app or a server
+SECONDS = 30.0  # bound on each wait for a program
 CONNECT_TIMEOUT = 2.0  # DATABASE_CONNECT_TIMEOUT_SECONDS of the apps under restart
 WRITE, READ = "/bench/items/", "/bench/read/items/"  # bench/app_variants.py's routes
 # PgBouncer waits this long (server_login_retry; 15 s by default) before it logs in
@@ -50,54 +47,6 @@ def api(copier_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Serv
     )
     prepare_service(service)
     return service
-
-
-class App:
-    """The service under uvicorn with its image's CMD arguments, stopped by its PID."""
-
-    def __init__(self, service: Service, database: URL, **settings: str) -> None:
-        command = exec_form(last(service.path / "Dockerfile", "CMD"))
-        assert command[0] == "uvicorn", command
-        self.port = free_port()
-        env = service.env(
-            database, UVICORN_HOST="127.0.0.1", UVICORN_PORT=str(self.port), **settings
-        )
-        self.log = service.path / f"uvicorn-{self.port}.log"
-        with self.log.open("wb") as errors:  # the access log (stdout) is dropped
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", *command],
-                cwd=service.path,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=errors,
-            )
-        deadline = time.monotonic() + SECONDS
-        while get(self.port, "/health")[0] != 200:
-            assert self.process.poll() is None, self.log.read_text()
-            assert time.monotonic() < deadline, self.log.read_text()
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(SECONDS)
-        finally:
-            if self.process.poll() is None:
-                self.process.kill()
-                self.process.wait()
-
-
-def get(port: int, path: str, timeout: float = SECONDS) -> tuple[int, str]:
-    """(status, body); status 0 when the app did not answer at all."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        return response.status, response.read().decode()
-    except OSError as exc:
-        return 0, repr(exc)
-    finally:
-        connection.close()
 
 
 def migrated(service: Service, database: URL) -> URL:
@@ -152,42 +101,6 @@ def test_a_one_query_request_costs_three_statements_on_either_dependency(
             ]
         finally:
             app.stop()
-
-
-@dataclass
-class Answer:
-    path: str
-    started: float
-    seconds: float
-    status: int  # 0: no answer
-
-
-class Load:
-    """Threads that GET both routes, one request after the other each, until stopped."""
-
-    def __init__(self, port: int, threads: int = 4) -> None:
-        self.port = port
-        self.answers: list[Answer] = []
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(n,)) for n in range(threads)]
-
-    def _run(self, number: int) -> None:
-        ids = random.Random(number)
-        while not self._stop.is_set():
-            path = (WRITE, READ)[ids.randrange(2)]
-            started = time.monotonic()
-            status, _ = get(self.port, f"{path}{ids.randint(1, ROWS)}", timeout=CONNECT_TIMEOUT * 3)
-            self.answers.append(Answer(path, started, time.monotonic() - started, status))
-
-    def __enter__(self) -> Load:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(CONNECT_TIMEOUT * 4)
 
 
 @dataclass
@@ -255,7 +168,7 @@ def test_after_a_restart_every_request_is_200_again_at_once(
         settings["DATABASE_POOLER"] = "transaction"
     app = App(api, url, **settings)
     try:
-        with Load(app.port) as load:
+        with Load(app.port, (WRITE, READ), ROWS, timeout=CONNECT_TIMEOUT * 3) as load:
             time.sleep(0.5)
             back = restart(servers, restarted)
             time.sleep(max(0.0, back - time.monotonic()) + 2.0)
