@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..errors import DATABASE_ERRORS, describe_database_error, is_not_reachable_yet
 from .lock import read_migration_settings
-from .output import database_failure, describe_run_failure
+from .output import database_failures_described
 
 logger = logging.getLogger("alembic.env")  # under alembic.ini's `alembic` logger
 # Set by the migrate step (`python -m <package>.infra.migrate`): wait for the database.
@@ -50,14 +50,8 @@ async def connect_when_reachable(engine: AsyncEngine) -> AsyncIterator[AsyncConn
     except DATABASE_ERRORS as exc:
         raise CommandError(describe_database_error(exc, engine.url)) from None
     try:
-        yield connection
-    except CommandError:
-        raise
-    except Exception as exc:
-        cause = database_failure(exc)
-        if cause is None:
-            raise  # a revision's own bug
-        raise CommandError(describe_run_failure(cause, engine.url, "")) from None
+        with database_failures_described(engine.url):
+            yield connection
     finally:
         await connection.close()  # on a connection the server dropped, too: no error
 

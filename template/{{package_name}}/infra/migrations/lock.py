@@ -118,7 +118,8 @@ def _wait_for_lock(
 ) -> tuple[str, str]:
     """Poll for the lock, for at most MIGRATION_LOCK_WAIT_SECONDS (0: no limit); return
     the session's timeouts as they were. Refuses a standby."""
-    with database_failures_described(connection, "while waiting for the migration lock"):
+    waiting = "while waiting for the migration lock"
+    with database_failures_described(connection.engine.url, waiting):
         return _poll_for_lock(connection, function, settings.MIGRATION_LOCK_WAIT_SECONDS)
 
 

@@ -4,7 +4,7 @@
 - `failures_as_one_line()`: around env.py, each failure as one `FAILED:` line.
 - `database_failure(exc)`: the database error behind what SQLAlchemy raised.
 - `describe_run_failure(cause, url, doing)`: that line, naming what the run was doing;
-  `database_failures_described(connection, doing)` raises it for a block.
+  `database_failures_described(url, doing)` raises it for a block.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from logging.config import fileConfig
 from alembic.config import Config
 from alembic.util import CommandError
 from pydantic import ValidationError
-from sqlalchemy.engine import URL, Connection
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, StatementError
 
 from ..database_url import describe_endpoint
@@ -64,8 +64,9 @@ def failures_as_one_line() -> Iterator[None]:
 
 
 @contextmanager
-def database_failures_described(connection: Connection, doing: str) -> Iterator[None]:
-    """A database failure in the block as one line naming the server and `doing`."""
+def database_failures_described(url: URL, doing: str = "") -> Iterator[None]:
+    """A database failure in the block as one line naming the server at `url` and
+    `doing`; anything else (a revision's own bug) goes on as it was."""
     try:
         yield
     except CommandError:
@@ -74,7 +75,7 @@ def database_failures_described(connection: Connection, doing: str) -> Iterator[
         cause = database_failure(exc)
         if cause is None:
             raise
-        raise CommandError(describe_run_failure(cause, connection.engine.url, doing)) from None
+        raise CommandError(describe_run_failure(cause, url, doing)) from None
 
 
 def database_failure(exc: BaseException) -> BaseException | None:
