@@ -69,12 +69,7 @@ def refuse_control_characters(url: URL, name: str) -> None:
     """None in what messages show (user, host, database, parameters): raw or
     percent-encoded, a line break would split a message in two."""
     shown = [url.username, url.host, url.database]
-    shown += [
-        value
-        for key, values in url.query.items()
-        if not is_secret(key)
-        for value in ([values] if isinstance(values, str) else values)
-    ]
+    shown += [value for key, value in _query_pairs(url) if not is_secret(key)]
     if any(_CONTROL.search(part) for part in shown if part):
         raise ValueError(
             f"{name} holds a line break or another control character; remove it "
@@ -85,16 +80,21 @@ def refuse_control_characters(url: URL, name: str) -> None:
 def masked_url(url: URL) -> str:
     """The URL for people: the password and every secret parameter's value as ***."""
     shown = url.set(query={}).render_as_string(hide_password=True)
-    pairs = [
-        (key, value)
-        for key, values in url.query.items()
-        for value in ([values] if isinstance(values, str) else values)
-    ]
+    pairs = _query_pairs(url)
     if not pairs:
         return shown
     return f"{shown}?" + "&".join(
         f"{key}={MASK if is_secret(key) else quote(value, safe='/:,=-')}" for key, value in pairs
     )
+
+
+def _query_pairs(url: URL) -> list[tuple[str, str]]:
+    """Each (parameter, value) of the query, a repeated parameter once per value."""
+    return [
+        (key, value)
+        for key, values in url.query.items()
+        for value in ([values] if isinstance(values, str) else values)
+    ]
 
 
 def _encoded(part: str) -> str:
