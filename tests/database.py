@@ -107,6 +107,11 @@ def table_locked(url: URL, table: str) -> Iterator[None]:
         holder.join()
 
 
+def advisory_locks(url: URL) -> int:
+    """Advisory locks held on the server (the migration lock is one)."""
+    return int(sql(url, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")[0][0][0])
+
+
 def index_validity(url: URL, table: str) -> dict[str, bool]:
     """Index name -> valid (an INVALID one is what a failed concurrent build leaves)."""
     rows = sql(

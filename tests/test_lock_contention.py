@@ -17,7 +17,7 @@ import threading
 import time
 
 import pytest
-from database import applied_versions, index_validity, sql
+from database import advisory_locks, applied_versions, index_validity, sql
 from helpers import Service, one_line_failure
 from lock_holders import BOUND, connect, held, seen, upgrade_while_held
 from servers import PgBouncer
@@ -57,10 +57,6 @@ def retry_lines(output: str) -> list[str]:
     lines = [line for line in output.splitlines() if "Lock timeout on" in line]
     assert all(RETRY_LINE.match(line) for line in lines), lines
     return lines
-
-
-def advisory_locks(url: URL) -> int:
-    return int(sql(url, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")[0][0][0])
 
 
 def test_a_revision_behind_a_table_lock_succeeds_through_retries(

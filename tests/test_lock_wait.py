@@ -13,11 +13,11 @@ import sys
 import time
 
 from background import Background
-from database import applied_versions, sql
+from database import advisory_locks, applied_versions, sql
 from helpers import Service, one_line_failure
 from lock_holders import BOUND
 from sqlalchemy.engine import URL
-from test_lock_contention import LEDGER, advisory_locks
+from test_lock_contention import LEDGER
 
 
 def test_a_hung_lock_holder_is_named_after_the_bounded_wait(

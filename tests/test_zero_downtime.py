@@ -10,7 +10,14 @@ from __future__ import annotations
 import sys
 
 import pytest
-from database import applied_versions, index_validity, sql, table_locked, until_connected
+from database import (
+    advisory_locks,
+    applied_versions,
+    index_validity,
+    sql,
+    table_locked,
+    until_connected,
+)
 from helpers import Service
 from sqlalchemy.engine import URL
 
@@ -61,9 +68,7 @@ def test_concurrent_upgrades_through_an_autocommit_block_apply_each_revision_onc
     assert index_validity(database_url, "ledger") == {"ix_ledger_id": True}
     assert sql(database_url, "SELECT count(*) FROM ledger WHERE note = 'r3'")[0] == [(1,)]
     # The session lock went with its session: nothing is left holding it.
-    assert sql(database_url, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")[0] == [
-        (0,)
-    ]
+    assert advisory_locks(database_url) == 0
 
 
 def test_statement_timeout_still_fires_after_an_autocommit_block(
