@@ -21,7 +21,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import IO, TypeVar
 from uuid import uuid4
 
@@ -29,26 +28,11 @@ import pytest
 import yaml
 from database import sql
 from dockerfile import exec_form, last
-from helpers import Service, render
+from helpers import Service
 from servers import free_port
-from serving import get
+from serving import api, get
 from sqlalchemy.engine import URL
 
-SLOW_APP = '''"""Test-only: the app, plus a route that holds a connection for a while."""
-
-from sqlalchemy import text
-
-from app.main import create_app
-from app.infra.web.database import SessionDep
-
-app = create_app()
-
-
-@app.get("/slow")
-async def slow(session: SessionDep, seconds: int = 1) -> dict[str, str]:
-    await session.execute(text(f"SELECT pg_sleep({seconds})"))
-    return {"slept": f"{seconds} s"}
-'''
 # The `uvicorn` command line, in a process that outlives it: uvicorn re-raises the
 # SIGTERM it handled once it has shut down; this handler takes that one.
 LAUNCHER = """
@@ -60,16 +44,8 @@ print("LAUNCHER: uvicorn returned", flush=True)
 sys.stdin.read()  # until the test has looked at the server
 """
 SECONDS = 30.0  # bound for each wait below
+__all__ = ["api"]  # a fixture: the FastAPI render with serving.TEST_APP (its /sleep)
 T = TypeVar("T")
-
-
-@pytest.fixture(scope="module")
-def api(copier_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Service:
-    service = Service(
-        render(copier_template, tmp_path_factory.mktemp("api") / "svc", web="fastapi")
-    )
-    service.write("app/slow_app.py", SLOW_APP)
-    return service
 
 
 def until(condition: Callable[[], T], what: str) -> T:
@@ -111,7 +87,7 @@ def test_sigterm_finishes_requests_in_flight_and_leaves_no_connection(
     refused = run_probe()  # nothing listens yet
     assert refused.returncode == 1 and refused.stderr.startswith("unhealthy: "), refused
     server = subprocess.Popen(
-        [sys.executable, "-c", LAUNCHER, "app.slow_app:app", *command[2:]],
+        [sys.executable, "-c", LAUNCHER, "app.test_app:app", *command[2:]],
         cwd=api.path,
         env=env,
         stdin=subprocess.PIPE,
@@ -128,9 +104,9 @@ def test_sigterm_finishes_requests_in_flight_and_leaves_no_connection(
         until(lambda: _answers(f"http://127.0.0.1:{port}/health"), "/health answers 200")
         assert run_probe().returncode == 0
         with ThreadPoolExecutor(1) as pool:
-            slow = pool.submit(get, f"http://127.0.0.1:{port}/slow")
+            slow = pool.submit(get, f"http://127.0.0.1:{port}/sleep?seconds=1")
             until(
-                lambda: ("active", "SELECT pg_sleep(1)") in app_connections(),
+                lambda: ("active", "SELECT pg_sleep($1)") in app_connections(),
                 "the slow request's query runs on the server",
             )
             signalled = time.monotonic()
@@ -141,7 +117,7 @@ def test_sigterm_finishes_requests_in_flight_and_leaves_no_connection(
                 get(f"http://127.0.0.1:{port}/health")
             assert not slow.done()
             answer = slow.result(timeout=SECONDS)
-            assert (answer.status, answer.json) == (200, {"slept": "1 s"})
+            assert (answer.status, answer.json) == (200, {"slept": 1.0})
             answered = time.monotonic() - signalled
         until(lambda: _drain(lines, output, "LAUNCHER: uvicorn returned"), "uvicorn shuts down")
         shut_down = time.monotonic() - signalled
@@ -180,7 +156,7 @@ def test_readiness_turns_503_at_sigterm_and_liveness_stays_200_while_draining(
         SHUTDOWN_DRAIN_SECONDS=str(drain),
     )
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.slow_app:app", *command[2:]],
+        [sys.executable, "-m", "uvicorn", "app.test_app:app", *command[2:]],
         cwd=api.path,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -191,7 +167,7 @@ def test_readiness_turns_503_at_sigterm_and_liveness_stays_200_while_draining(
     try:
         until(lambda: _answers(f"{base}/health/ready"), "/health/ready answers 200")
         with ThreadPoolExecutor(1) as pool:
-            slow = pool.submit(get, f"{base}/slow?seconds=3")
+            slow = pool.submit(get, f"{base}/sleep?seconds=3")
             time.sleep(0.5)  # the slow request reaches its pg_sleep
             signalled = time.monotonic()
             server.send_signal(signal.SIGTERM)
@@ -210,7 +186,7 @@ def test_readiness_turns_503_at_sigterm_and_liveness_stays_200_while_draining(
             refused = time.monotonic() - signalled
             assert not slow.done()  # still in flight when the server stopped accepting
             answer = slow.result(timeout=SECONDS)
-            assert (answer.status, answer.json) == (200, {"slept": "3 s"})
+            assert (answer.status, answer.json) == (200, {"slept": 3.0})
             answered = time.monotonic() - signalled
         server.wait(SECONDS)
     finally:
