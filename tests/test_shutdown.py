@@ -221,6 +221,27 @@ def _drain(lines: queue.Queue[str], output: list[str], marker: str) -> bool:
     return any(marker in line for line in output)
 
 
+@pytest.mark.parametrize("drain", ["inf", "nan", "-1", "3000000"])
+def test_a_drain_that_cannot_be_waited_out_stops_the_start_in_one_line(
+    api: Service, drain: str
+) -> None:
+    """Read at the start, like every other setting: never an endless drain, never a
+    traceback from the lifespan."""
+    command = exec_form(last(api.path / "Dockerfile", "CMD"))
+    env = api.env(
+        "postgresql://app:pw@127.0.0.1:1/app",  # never reached: the start stops first
+        UVICORN_HOST="127.0.0.1",
+        UVICORN_PORT=str(free_port()),
+        SHUTDOWN_DRAIN_SECONDS=drain,
+    )
+    started = api.run(sys.executable, "-m", *command, env=env, timeout=SECONDS)
+    lines = (started.stdout + started.stderr).splitlines()
+    assert started.returncode == 1, lines
+    assert len(lines) == 1 and lines[0].startswith("invalid settings: SHUTDOWN_DRAIN_SECONDS"), (
+        lines
+    )
+
+
 def test_readme_and_compose_allow_for_the_graceful_shutdown(api: Service) -> None:
     command = exec_form(last(api.path / "Dockerfile", "CMD"))
     grace = int(command[command.index("--timeout-graceful-shutdown") + 1])

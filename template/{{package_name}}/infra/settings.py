@@ -121,7 +121,10 @@ OptionalDatabaseUrlSetting = Annotated[
 ]
 
 
-class _FromEnvironment(BaseSettings):
+class EnvironmentSettings(BaseSettings):
+    """Where every settings class of the service reads from (the environment, .env,
+    /run/secrets), and how: values kept out of errors, numbers as bounded here."""
+
     model_config = SettingsConfigDict(
         env_file=".env",
         extra="ignore",
@@ -169,7 +172,7 @@ class _FromEnvironment(BaseSettings):
         }
 
 
-class MigrationSettings(_FromEnvironment):
+class MigrationSettings(EnvironmentSettings):
     """The bounds of a migration run. No URL among them: `alembic upgrade --sql` and a
     run on a handed-in connection read these alone."""
 
@@ -187,7 +190,7 @@ class MigrationSettings(_FromEnvironment):
     MIGRATION_WAIT_INTERVAL_SECONDS: PositiveSeconds = 1.0
 
 
-class ConnectionSettings(_FromEnvironment):
+class ConnectionSettings(EnvironmentSettings):
     """Where the service connects and how: URLs, pooler, pool, timeouts, standbys."""
 
     DATABASE_URL: DatabaseUrlSetting

@@ -21,17 +21,15 @@ from types import FrameType
 from typing import Any
 
 from fastapi import FastAPI
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ..settings import EnvironmentSettings, Seconds
 
 logger = logging.getLogger(__name__)
 
 
-class ShutdownSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
-
+class ShutdownSettings(EnvironmentSettings):
     # After SIGTERM, how long the server keeps serving while /health/ready answers 503.
-    SHUTDOWN_DRAIN_SECONDS: float = Field(default=0.0, ge=0)
+    SHUTDOWN_DRAIN_SECONDS: Seconds = 0.0
 
 
 class Drain:
