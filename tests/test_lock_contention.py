@@ -53,6 +53,13 @@ def upgrade(service: Service, url: URL, **env: str) -> subprocess.CompletedProce
     return service.alembic("upgrade", "head", env=service.env(url, **env), timeout=BOUND)
 
 
+def at_r1_with_r2_to_apply(service: Service, url: URL) -> None:
+    """r1 applied (ledger, marks); r2 written: a row into marks, then an ALTER of ledger."""
+    service.write_revision("r1", None, LEDGER + MARKS)
+    service.ok(upgrade(service, url))
+    service.write_revision("r2", "r1", ROW_THEN_ALTER)
+
+
 def retry_lines(output: str) -> list[str]:
     lines = [line for line in output.splitlines() if "Lock timeout on" in line]
     assert all(RETRY_LINE.match(line) for line in lines), lines
@@ -62,9 +69,7 @@ def retry_lines(output: str) -> list[str]:
 def test_a_revision_behind_a_table_lock_succeeds_through_retries(
     service: Service, database_url: URL
 ) -> None:
-    service.write_revision("r1", None, LEDGER + MARKS)
-    service.ok(upgrade(service, database_url))
-    service.write_revision("r2", "r1", ROW_THEN_ALTER)
+    at_r1_with_r2_to_apply(service, database_url)
     samples: list[int] = []
     done = threading.Event()
 
@@ -103,9 +108,7 @@ def test_a_revision_behind_a_table_lock_succeeds_through_retries(
 def test_with_no_retries_a_lock_timeout_fails_in_one_line(
     service: Service, database_url: URL
 ) -> None:
-    service.write_revision("r1", None, LEDGER + MARKS)
-    service.ok(upgrade(service, database_url))
-    service.write_revision("r2", "r1", ROW_THEN_ALTER)
+    at_r1_with_r2_to_apply(service, database_url)
     with held(database_url, "LOCK TABLE ledger IN ACCESS EXCLUSIVE MODE", threading.Event()):
         result = upgrade(
             service, database_url, MIGRATION_LOCK_TIMEOUT_SECONDS="0.1", MIGRATION_LOCK_RETRIES="0"
@@ -257,9 +260,7 @@ def test_a_concurrent_index_waiting_for_a_writer_is_built_through_retries(
 def test_through_a_transaction_pooler_a_retry_rolls_back_to_a_savepoint(
     service: Service, pgbouncer: PgBouncer, database_url: URL
 ) -> None:
-    service.write_revision("r1", None, LEDGER + MARKS)
-    service.ok(upgrade(service, database_url))
-    service.write_revision("r2", "r1", ROW_THEN_ALTER)
+    at_r1_with_r2_to_apply(service, database_url)
     pooled = pgbouncer.url(str(database_url.database))
     code, output = upgrade_while_held(
         service, pooled, "LOCK TABLE ledger IN ACCESS EXCLUSIVE MODE", "ALTER", 1.0,
