@@ -202,11 +202,16 @@ class Service:
         return sorted((self.path / "alembic" / "versions").glob("*.py"))
 
     def write_revision(
-        self, revision: str, down: str | tuple[str, ...] | None, upgrade: str
+        self,
+        revision: str,
+        down: str | tuple[str, ...] | None,
+        upgrade: str,
+        phase: str | None = None,
     ) -> Path:
         """A revision file as a user would write one (its downgrade does nothing).
 
-        Comment lines at the start of `upgrade` go above it (squawk acknowledgements).
+        Comment lines at the start of `upgrade` go above it (squawk acknowledgements);
+        `phase` is its `deploy_phase` (none: the line is left out, as in old revisions).
         """
         lines = textwrap.dedent(upgrade).strip().splitlines()
         comments = [line for line in lines if line.startswith("#")]
@@ -215,7 +220,9 @@ class Service:
             f"alembic/versions/{revision}.py",
             f'"""{revision}"""\n\nimport sqlalchemy as sa\nfrom alembic import op\n\n'
             f"revision = {revision!r}\ndown_revision = {down!r}\n"
-            "branch_labels = None\ndepends_on = None\n\n"
+            "branch_labels = None\ndepends_on = None\n"
+            + (f'deploy_phase = "{phase}"\n' if phase else "")
+            + "\n"
             + "".join(f"{comment}\n" for comment in comments)
             + f"\ndef upgrade() -> None:\n{body}\n\n\ndef downgrade() -> None:\n    pass\n",
         )

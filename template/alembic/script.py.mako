@@ -1,4 +1,7 @@
-"""${message}
+<%
+    # `alembic -x phase=post-deploy revision ...` (make revision phase=post-deploy)
+    x = dict(arg.split("=", 1) for arg in (getattr(config.cmd_opts, "x", None) or []) if "=" in arg)
+%>"""${message}
 
 Revision ID: ${up_revision}
 % if down_revision:
@@ -19,6 +22,9 @@ revision: str = ${repr(up_revision)}
 down_revision: str | Sequence[str] | None = ${repr(down_revision)}
 branch_labels: str | Sequence[str] | None = ${repr(branch_labels)}
 depends_on: str | Sequence[str] | None = ${repr(depends_on)}
+# "pre-deploy" runs while the previous release still serves (expand); "post-deploy" once
+# its rollout is complete (contract: drops, renames, NOT NULL). docs/rolling-deploys.md
+deploy_phase = "${x.get("phase", "pre-deploy")}"
 
 
 def upgrade() -> None:
