@@ -9,6 +9,7 @@ component) and web=none (the Job alone); each also through the overlay its READM
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import subprocess
@@ -56,6 +57,8 @@ def builds(renders: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -
         "api-migrate": ("fastapi", "deploy/k8s/migrate"),
         "api-overlay": ("fastapi", "deploy/k8s/overlays/production"),
         "plain-migrate": ("none", "deploy/k8s/migrate"),
+        "api-post-deploy": ("fastapi", "deploy/k8s/post-deploy"),
+        "plain-post-deploy": ("none", "deploy/k8s/post-deploy"),
         "plain-overlay": ("none", "deploy/k8s/overlays/production"),
     }
     return {
@@ -77,6 +80,8 @@ def test_what_each_kustomization_creates(
     job_kinds = ["ServiceAccount", "Job", "NetworkPolicy"]
     assert builds["api-migrate"].kinds() == job_kinds
     assert builds["plain-migrate"].kinds() == job_kinds
+    assert builds["api-post-deploy"].kinds() == job_kinds
+    assert builds["plain-post-deploy"].kinds() == job_kinds
     assert sorted(builds["api-overlay"].kinds()) == sorted(
         [*api_kinds, "ConfigMap", "HorizontalPodAutoscaler"]
     )
@@ -86,7 +91,7 @@ def test_what_each_kustomization_creates(
             assert obj["metadata"]["namespace"] in {"book-store", "my-service"}, obj["kind"]
     # web=none: no server, so nothing but the migrate step.
     plain = renders["none"] / "deploy/k8s"
-    assert sorted(p.name for p in plain.iterdir()) == ["migrate", "overlays"]  # ours
+    assert sorted(p.name for p in plain.iterdir()) == ["migrate", "overlays", "post-deploy"]
     # Manifests are not the image's: editing them rebuilds nothing.
     for root in renders.values():
         assert "deploy/" in (root / ".dockerignore").read_text().split()
@@ -232,7 +237,7 @@ def test_the_migrate_step_runs_before_the_new_version_serves(
     pod = deployment["spec"]["template"]["spec"]
     # Default: an init container in each pod, so no pod serves an unmigrated schema.
     [migrate] = pod["initContainers"]
-    assert migrate["command"] == ["python", "-m", "bookstore.infra.migrate"]
+    assert migrate["command"] == ["python", "-m", "bookstore.infra.migrate", "pre-deploy"]
     assert migrate["image"] == pod["containers"][0]["image"]
     # A pod whose step fails never turns ready: the old ones keep serving, and the
     # rollout stops at its deadline.
@@ -249,17 +254,24 @@ def test_the_migrate_step_runs_before_the_new_version_serves(
     budget = builds["api"].one("PodDisruptionBudget")["spec"]
     assert budget["selector"] == deployment["spec"]["selector"]
     # The other choice, and web=none's only one: a Job, bounded in tries and time.
-    for name, package in (("api-migrate", "bookstore"), ("plain-migrate", "app")):
+    # The post-deploy step: the same Job after the rollout (Argo CD: PostSync).
+    steps = {"migrate": ("pre-deploy", "PreSync"), "post-deploy": ("post-deploy", "PostSync")}
+    for (web, package), (step, (phase, hook)) in itertools.product(
+        (("api", "bookstore"), ("plain", "app")), steps.items()
+    ):
+        name = f"{web}-{step}"
         job = builds[name].one("Job")
         [container] = job["spec"]["template"]["spec"]["containers"]
-        assert container["command"] == ["python", "-m", f"{package}.infra.migrate"], name
+        assert container["command"] == ["python", "-m", f"{package}.infra.migrate", phase], name
         spec = job["spec"]
         assert spec["template"]["spec"]["restartPolicy"] == "Never"
         assert 0 < spec["backoffLimit"] <= 3
         assert spec["activeDeadlineSeconds"] > 900 + 60  # lock wait + database wait
         assert spec["ttlSecondsAfterFinished"] > 0
         assert spec["podReplacementPolicy"] == "Failed"
-        assert job["metadata"]["annotations"]["argocd.argoproj.io/hook"] == "PreSync"
+        assert job["metadata"]["annotations"]["argocd.argoproj.io/hook"] == hook, name
+        account = job["spec"]["template"]["spec"]["serviceAccountName"]
+        assert account in {obj["metadata"]["name"] for obj in builds[name].objects}, name
 
 
 def test_the_hpa_component_takes_over_the_replica_count(builds: dict[str, Build]) -> None:

@@ -250,9 +250,19 @@ def check_deploy_files(service: Service, answers: dict[str, Any]) -> None:
         service.run(sys.executable, "-m", "check_jsonschema", "--builtin-schema", schema, compose)
     )
     services = yaml.safe_load(compose.read_text())["services"]
-    assert set(services) == {"db", "migrate"} | ({"app"} if web == "fastapi" else set())
-    assert services["migrate"]["command"] == ["python", "-m", f"{package}.infra.migrate"]
+    assert set(services) == {"db", "migrate", "post-deploy"} | (
+        {"app"} if web == "fastapi" else set()
+    )
+    step = ["python", "-m", f"{package}.infra.migrate"]
+    assert services["migrate"]["command"] == [*step, "pre-deploy"]
     assert services["migrate"]["depends_on"] == {"db": {"condition": "service_healthy"}}
+    # The post-deploy revisions once the new release serves (or after the pre-deploy ones).
+    assert services["post-deploy"]["command"] == [*step, "post-deploy"]
+    assert services["post-deploy"]["depends_on"] == (
+        {"app": {"condition": "service_healthy"}}
+        if web == "fastapi"
+        else {"migrate": {"condition": "service_completed_successfully"}}
+    )
     if web == "fastapi":
         assert services["app"]["build"] == "." and "command" not in services["app"]
         assert services["app"]["depends_on"] == {
