@@ -59,7 +59,7 @@ DANGEROUS = {
     ),
     "foreign_key": (
         'op.create_foreign_key("fk_book_author_id_author", "book", "author", ["author_id"], ["id"])',
-        {"adding-foreign-key-constraint", "constraint-missing-not-valid"},
+        {"adding-foreign-key-constraint", "constraint-missing-not-valid", "new-constraint"},
     ),
     "uuid_default": (
         'op.add_column("book", sa.Column("token", sa.Uuid(), server_default=sa.text("gen_random_uuid()")))',

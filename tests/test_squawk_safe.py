@@ -157,7 +157,10 @@ def test_new_tables_pass_and_a_model_missing_from_the_registry_fails_on_squawk(
     assert result.returncode == 1, output
     # `alembic check`, upgrade, the stairway: all pass. Only squawk sees the drop.
     assert re.search(r"\b1 failed, \d+ passed", output), output
-    assert "FAILED tests/infra/test_migration_lint.py::test_every_revision_passes_squawk" in output
+    assert (
+        "FAILED tests/infra/test_migration_lint.py::test_every_revision_passes_squawk_and_the_pre_deploy_check"
+        in output
+    )
     found = findings(output)
     assert "ban-drop-table" in found[dropped.stem], output
     assert authors.stem not in found and books.stem not in found, output

@@ -8,6 +8,7 @@ operations import it, since `upgrade` no longer does.
 from __future__ import annotations
 
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -131,6 +132,42 @@ def test_v0_3_0_starts_the_lint_after_the_revisions_a_service_already_has(
     service.write_revision("new1", "old2", 'op.drop_column("u", "x")')
     result = service.run(*lint)
     assert result.returncode == 1 and "new1.py: ban-drop-column" in result.stdout
+
+
+@pytest.mark.parametrize("lint_table", [True, False], ids=["v0.3.0-table", "no-table"])
+def test_v0_5_0_starts_the_pre_deploy_check_after_the_revisions_a_service_has(
+    service: Service, lint_table: bool
+) -> None:
+    """Old revisions are pre-deploy (no `deploy_phase` line) and followed the old advice:
+    a NOT VALID check and SET NOT NULL in one deploy. squawk passes them; the new check
+    would not."""
+    script = ROOT / "update_fixups/v0_5_0_phase_check_start_after.py"
+    service.write_revision("old1", None, 'op.create_table("t", sa.Column("x", sa.Text))')
+    service.write_revision(
+        "old2",
+        "old1",
+        'op.create_check_constraint("ck_t_x", "t", "x IS NOT NULL", postgresql_not_valid=True)',
+    )
+    pyproject = service.path / "pyproject.toml"
+    if lint_table:  # what v0.3.0's fix-up wrote, with a key of the team's after it
+        pyproject.write_text(
+            pyproject.read_text() + "\n[tool.migration-lint]\nstart_after = []\n\n[tool.x]\ny = 1\n"
+        )
+    lint = [sys.executable, "-m", "tests.infra.migration_lint"]
+    assert "old2.py: new-constraint: " in service.run(*lint).stdout
+
+    output = service.ok(service.run(sys.executable, script))
+    assert output.startswith("pyproject.toml: the pre-deploy check starts after old2 ")
+    settings = tomllib.loads(pyproject.read_text())["tool"]
+    assert settings["migration-lint"]["phase_check_start_after"] == "old2"
+    assert settings.get("x") == ({"y": 1} if lint_table else None)
+    assert "no problems in 2 revision(s)" in service.ok(service.run(*lint))
+    assert service.ok(service.run(sys.executable, script)) == ""  # idempotent
+
+    # What comes after is checked as in any service.
+    service.write_revision("new1", "old2", 'op.alter_column("t", "x", nullable=False)')
+    result = service.run(*lint)
+    assert result.returncode == 1 and "new1.py: set-not-null: " in result.stdout
 
 
 def test_v0_3_0_finds_every_head_and_merge_parent(tmp_path: Path) -> None:
