@@ -14,7 +14,8 @@ schema (docs/rolling-deploys.md), so each of these belongs in a post-deploy revi
   them (`op.alter_column(..., nullable=False)`, `op.create_check_constraint(...)`...):
   `set-not-null`, `new-constraint` (a constraint or unique index on a table the
   revision did not create: it rejects the previous release's writes, NOT VALID too),
-  `enum-value-removed` (alembic-postgresql-enum's `sync_enum_values`).
+  `enum-value-removed` (alembic-postgresql-enum's `sync_enum_values`, which
+  autogenerate writes when a value goes away or is renamed).
 
 Not seen: what raw SQL in `op.execute(...)` does beyond squawk's rules (a SET NOT NULL
 or ADD CONSTRAINT written as SQL). Review those; a revision that does a flagged thing
@@ -25,6 +26,7 @@ on purpose says so in its file, with why, one check a line:
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,6 +44,10 @@ N_MINUS_1_RULES = (
     "renaming-table",
     "changing-column-type",
     "ban-drop-not-null",
+    # what alembic-postgresql-enum's sync_enum_values does to the type it replaces
+    "renaming-object",
+    "ban-drop-type",
+    "ban-drop-function",
 )
 MARKER = "deploy-safe"
 MOVE_IT = (
@@ -59,13 +65,23 @@ def recorded_operations() -> Iterator[list[ops.MigrateOperation]]:
     """Every `op.*` operation invoked in the block, in order: what the revisions asked
     for, before it became SQL. Operations.invoke is where each `op.*` call arrives."""
     seen: list[ops.MigrateOperation] = []
-    invoke = Operations.invoke
+    invoke, sync = Operations.invoke, SyncEnumValuesOp.sync_enum_values
 
     def recording(self: Operations, operation: ops.MigrateOperation) -> Any:
         seen.append(operation)
         return invoke(self, operation)
 
-    with mock.patch.object(Operations, "invoke", recording):
+    # `op.sync_enum_values` runs at once, without an operation: its arguments say it all.
+    def syncing(cls: type, operations: Operations, *args: Any, **kwargs: Any) -> Any:
+        named = inspect.signature(sync).bind(operations, *args, **kwargs).arguments
+        values = list(named["new_values"])
+        seen.append(SyncEnumValuesOp(named["enum_schema"], named["enum_name"], [], values, []))
+        return sync(operations, *args, **kwargs)
+
+    with (
+        mock.patch.object(Operations, "invoke", recording),
+        mock.patch.object(SyncEnumValuesOp, "sync_enum_values", classmethod(syncing)),
+    ):
         yield seen
 
 
@@ -92,13 +108,13 @@ def breaking_operations(operations: list[ops.MigrateOperation]) -> Iterator[tupl
                 f"rows the release still serving writes{also}",
             )
         elif isinstance(op, SyncEnumValuesOp):
-            removed = [value for value in op.old_values if value not in op.new_values]
-            if removed:
-                yield (
-                    "enum-value-removed",
-                    f"removes {', '.join(map(repr, removed))} from enum {op.name}: "
-                    "the release still serving may write it",
-                )
+            # Autogenerate writes it when a value goes away or is renamed (a value added:
+            # `add_enum_value`, which is safe); the values it had are the database's.
+            yield (
+                "enum-value-removed",
+                f"replaces the values of enum {op.name} with {op.new_values}: the release "
+                "still serving may write one that is gone",
+            )
 
 
 def _table_of(op: ops.MigrateOperation) -> str:
