@@ -24,7 +24,9 @@ def zizmor(*workflows: Path) -> str:
     for workflow in workflows:
         for number, line in enumerate(workflow.read_text().splitlines(), 1):
             match = SUPPRESSION.search(line)
-            assert not match or match[1].strip(), f"{workflow}:{number}: suppressed without a reason"
+            assert not match or match[1].strip(), (
+                f"{workflow}:{number}: suppressed without a reason"
+            )
     result = subprocess.run(
         [ZIZMOR, "--offline", "--no-progress", "--format", "plain", *workflows],
         capture_output=True,
