@@ -48,7 +48,7 @@ def _has_extensions(executable: Path) -> bool:
     python = executable.with_name("python")
     if not python.exists():
         return False
-    probe = [python, "-c", "import copier_template_extensions"]
+    probe = [str(python), "-c", "import copier_template_extensions"]
     return subprocess.run(probe, capture_output=True).returncode == 0
 
 
@@ -73,7 +73,8 @@ def main(args: list[str]) -> int:
         return 1
     after = release()
     conflicts = git("diff", "--name-only", "--diff-filter=U")
-    conflicts += sorted(str(p.relative_to(ROOT)) for p in ROOT.rglob("*.rej") if ".git" not in p.parts)
+    rejected = [path for path in ROOT.rglob("*.rej") if ".git" not in path.parts]
+    conflicts += sorted(str(path.relative_to(ROOT)) for path in rejected)
     print(f"update: {before} -> {after}" if before != after else f"update: still at {after}")
     if conflicts:
         print(f"update: {len(conflicts)} file(s) with conflicts: {', '.join(conflicts)}")
@@ -83,7 +84,7 @@ def main(args: list[str]) -> int:
             "`git diff --staged`, commit."
         )
         return 1
-    print("Next: `make lint test`, review `git diff`, commit (the CHANGELOG sections say what else).")
+    print("Next: `make lint test`, review `git diff`, commit (the CHANGELOG says what else).")
     return 0
 
 
