@@ -99,8 +99,14 @@ def test_readme_is_short_and_the_manual_in_small_linked_pages(
         for target in LINK.findall(document.read_text()):
             if "://" not in target:
                 assert (document.parent / target).exists(), f"{document.name}: {target}"
-    # The daily commands it names are the Makefile's.
+    # The two set-up commands, then the daily ones: all the service's own.
     makefile = (root / "Makefile").read_text()
+    setup = re.search(r"```bash\n(.*?)```", readme, re.S)
+    assert setup and setup[1].splitlines() == [
+        "git init -q && python3 scripts/bootstrap.py",
+        "make help",
+    ]
+    assert (root / "scripts/bootstrap.py").is_file() and re.search(r"^help:", makefile, re.M)
     targets = set(MAKE_TARGET.findall(readme))
     assert {"test", "lint", "migrate", "revision", "update", "audit"} <= targets
     for target in targets:
