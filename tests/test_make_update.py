@@ -131,3 +131,21 @@ def test_from_v0_4_0_the_readme_stays_the_teams_then_make_update_names_conflicts
     assert ENV_FIX[1] in (service.path / "alembic/env.py").read_text()  # merged cleanly
     assert git(service.path, "diff", "--name-only", "--diff-filter=U").split() == ["Makefile"]
     assert (service.path / "README.md").read_text() == OUR_README
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "https://github.com/copier-async-postgres/copier-async-postgres.git",
+        "gh:copier-async-postgres/copier-async-postgres",
+        "git@github.com:copier-async-postgres/copier-async-postgres.git",
+    ],
+)
+def test_update_message_links_the_changelog_at_the_release(source: str, tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT))
+    from extensions.updating import changelog_url, version_at_head
+
+    assert changelog_url(source, "v0.5.0") == (
+        "https://github.com/copier-async-postgres/copier-async-postgres/blob/v0.5.0/CHANGELOG.md"
+    )
+    assert version_at_head(tmp_path, ".copier-answers.yml") == ""  # not a repository: no claim
