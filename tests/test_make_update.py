@@ -108,13 +108,10 @@ def test_from_v0_4_0_the_readme_stays_the_teams_then_make_update_names_conflicts
     assert f"{template_repo}/CHANGELOG.md (at v0.5.0)" in output
     commit_all(service.path, "v0.5.0")
 
-    # `make update` refuses a tree with work not committed, and says so.
-    (service.path / "notes.txt").write_text("not committed\n")
-    refused = service.run("make", "update", env=copier_env(service), timeout=300)
+    # When copier stops (a dirty tree, say: tests/test_update.py), `make update` says so.
+    refused = service.run("make", "update", env=service.env(COPIER="false"))
     assert refused.returncode != 0
-    assert "Destination repository is dirty" in refused.stdout + refused.stderr
     assert "update: copier stopped (its message above says why)" in refused.stdout
-    (service.path / "notes.txt").unlink()
 
     # A line the team changed and the next release changes too: a conflict, named.
     makefile = service.path / "Makefile"
