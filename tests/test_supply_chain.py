@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,8 @@ from workflows import assert_hardened, zizmor
 
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
 SYSTEM_PACKAGES = ROOT / ".ci" / "system-packages"
+RENOVATE = ROOT / ".github" / "renovate.json"
+RENDERED_WORKFLOW = next((ROOT / "template").glob("*/workflows/ci.yml.jinja"))
 
 
 def test_template_repository_workflow_passes_zizmor() -> None:
@@ -65,10 +68,9 @@ def renovate_validator() -> list[str]:
     return [str(node if node.exists() else shutil.which("node") or "node"), str(validator)]
 
 
-def validate(config: Path) -> subprocess.CompletedProcess[str]:
+def validate(*configs: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*renovate_validator(), "--strict", "--no-global", config.name],
-        cwd=config.parent,
+        [*renovate_validator(), "--strict", "--no-global", *map(str, configs)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -77,9 +79,10 @@ def validate(config: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_renovate_config_passes_renovates_validator(default_render: Path, tmp_path: Path) -> None:
-    result = validate(default_render / "renovate.json")
+    # The service's, and the template repository's own.
+    result = validate(default_render / "renovate.json", RENOVATE)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Config validated successfully" in result.stdout + result.stderr
+    assert "Config validated successfully against 2 file(s)" in result.stdout + result.stderr
     # ... which refuses what Renovate would not understand.
     config = json.loads((default_render / "renovate.json").read_text())
     config["packageRules"][0]["matchManager"] = ["copier"]  # a misspelt option
@@ -107,3 +110,41 @@ def test_renovate_keeps_template_lock_actions_and_images_current(default_render:
     pattern = re.compile(manager["matchStrings"][0].replace("(?<", "(?P<"))
     dockerfile = (default_render / "Dockerfile").read_text()
     assert {m["depName"] for m in pattern.finditer(dockerfile)} >= {"cyclonedx-bom"}
+
+
+def regex_manager(config: dict[str, object], file: str) -> list[re.Pattern[str]]:
+    """The custom managers' patterns (JavaScript's named groups in Python's spelling)."""
+    found = []
+    for manager in config["customManagers"]:  # type: ignore[attr-defined]
+        if any(re.search(p.strip("/"), file) for p in manager["managerFilePatterns"]):
+            found += [re.compile(s.replace("(?<", "(?P<")) for s in manager["matchStrings"]]
+    return found
+
+
+def test_template_repository_renovate_reaches_the_pins_it_renders() -> None:
+    """Renovate reads no .jinja file by itself: the template's own config reaches every
+    action pin of the rendered workflow and the Dockerfile's and update.py's pins."""
+    config = json.loads(RENOVATE.read_text())
+    workflow = RENDERED_WORKFLOW.relative_to(ROOT).as_posix()
+    [pattern] = regex_manager(config, workflow)
+    uses = [line for line in RENDERED_WORKFLOW.read_text().splitlines() if "uses:" in line]
+    assert len(uses) >= 5 and all(pattern.search(line) for line in uses), uses
+    dockerfile = (ROOT / "template/Dockerfile.jinja").read_text()
+    found = {
+        m["depName"]
+        for p in regex_manager(config, "template/Dockerfile.jinja")
+        for m in p.finditer(dockerfile)
+    }
+    assert found == {"ghcr.io/astral-sh/uv", "cyclonedx-bom", "poetry"}
+    update = (ROOT / "template/scripts/update.py").read_text()
+    found = {
+        m["depName"]
+        for p in regex_manager(config, "template/scripts/update.py")
+        for m in p.finditer(update)
+    }
+    assert found == {"copier", "copier-template-extensions"}
+    # ... at the versions the template is tested with.
+    tested = tomllib.loads((ROOT / "pyproject.toml").read_text())["dependency-groups"]["test"]
+    assert {f'"{pin}"' for pin in tested if isinstance(pin, str)} >= set(
+        re.findall(r'"copier[\w-]*==[^"]+"', update)
+    )
