@@ -56,9 +56,9 @@ class Build:
 
 
 def write_readme_overlay(root: Path) -> None:
-    """The overlay the service's README tells users to write, where it says."""
-    readme = (root / "README.md").read_text()
-    [overlay] = re.findall(r"```yaml\n(# (deploy/k8s/overlays/\S+)\n.*?)```", readme, re.DOTALL)
+    """The overlay the service's manual (docs/deploy.md) tells users to write, where it says."""
+    manual = (root / "docs/deploy.md").read_text()
+    [overlay] = re.findall(r"```yaml\n(# (deploy/k8s/overlays/\S+)\n.*?)```", manual, re.DOTALL)
     target = root / overlay[1]
     target.parent.mkdir(parents=True)
     target.write_text(overlay[0])

@@ -16,6 +16,7 @@ from database import table_names
 from dockerfile import exec_form, instructions, last
 from helpers import BOOK_MODEL, Service, assert_clean_render, render
 from sqlalchemy.engine import URL
+from workflows import assert_hardened, zizmor
 
 OPTIONS = {
     "package_manager": ["uv", "poetry"],
@@ -107,6 +108,8 @@ def test_combination_renders_lints_and_migrates(
                 workflow,
             )
         )
+        zizmor(workflow)  # supply-chain audits: no findings
+        assert_hardened(workflow)
         jobs = yaml.safe_load(workflow.read_text())["jobs"]
         assert (
             jobs["test"]["services"]["postgres"]["image"]

@@ -1,5 +1,8 @@
-"""The service README's "Deploying" section says what the code does: every setting
-it names exists, each default it gives is the code's, and none is left out."""
+"""The service's README is short and the team's; the template's manual is docs/.
+
+The manual says what the code does: every setting it names exists, each default it
+gives is the code's, and none is left out. The README's commands exist, and every
+link in the README and the manual leads to a file of the service."""
 
 from __future__ import annotations
 
@@ -53,13 +56,58 @@ def test_deploying_section_matches_the_settings(which: str, request: pytest.Fixt
     )
     service = Service(root)
     defaults = json.loads(service.ok(service.run(sys.executable, "-c", PROGRAM)))
-    readme = (root / "README.md").read_text()
-    section = readme[readme.index("## Deploying") : readme.index("## Keeping it up to date")]
+    section = "\n".join(page.read_text() for page in sorted((root / "docs").glob("*.md")))
 
     named = set(SETTING.findall(section))
     assert named <= set(defaults), named - set(defaults)
-    assert named == set(defaults), f"not in the README: {set(defaults) - named}"
+    assert named == set(defaults), f"not in docs/: {set(defaults) - named}"
     rows = dict(DEFAULT_ROW.findall(section))
     assert len(rows) >= 10, rows
     for name, documented in rows.items():
         assert documented == spelled(defaults[name]), (name, documented, defaults[name])
+
+
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+MAKE_TARGET = re.compile(r"`make ([a-z-]+)")
+
+
+@pytest.mark.parametrize("which", ["default", "fastapi-otel"])
+def test_readme_is_short_and_the_manual_in_small_linked_pages(
+    which: str, request: pytest.FixtureRequest
+) -> None:
+    root: Path = request.getfixturevalue(
+        "default_render" if which == "default" else "web_otel_render"
+    )
+    readme = (root / "README.md").read_text()
+    assert len(readme.splitlines()) <= 120
+    pages = sorted((root / "docs").glob("*.md"))
+    assert {page.stem for page in pages} >= {
+        "migrations",
+        "connections",
+        "testing",
+        "deploy",
+        "operations",
+        "updating",
+    }
+    for page in pages:
+        assert len(page.read_text().splitlines()) <= 300, page.name
+    # The README links every page; every link of the README and the manual resolves.
+    linked = {(root / target).resolve() for target in LINK.findall(readme)}
+    unlinked = {page.name for page in pages if page.resolve() not in linked}
+    assert unlinked == ({"api-errors.md"} if which == "default" else set())  # an API's page
+    for document in [root / "README.md", *pages]:
+        for target in LINK.findall(document.read_text()):
+            if "://" not in target:
+                assert (document.parent / target).exists(), f"{document.name}: {target}"
+    # The two set-up commands, then the daily ones: all the service's own.
+    makefile = (root / "Makefile").read_text()
+    setup = re.search(r"```bash\n(.*?)```", readme, re.S)
+    assert setup and setup[1].splitlines() == [
+        "git init -q && python3 scripts/bootstrap.py",
+        "make help",
+    ]
+    assert (root / "scripts/bootstrap.py").is_file() and re.search(r"^help:", makefile, re.M)
+    targets = set(MAKE_TARGET.findall(readme))
+    assert {"test", "lint", "migrate", "revision", "update", "audit"} <= targets
+    for target in targets:
+        assert re.search(rf"^{target}:", makefile, re.M), target

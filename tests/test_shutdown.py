@@ -249,6 +249,6 @@ def test_readme_and_compose_allow_for_the_graceful_shutdown(api: Service) -> Non
         "stop_grace_period"
     ]
     assert int(stop.removesuffix("s")) > grace  # compose waits longer than uvicorn
-    readme = " ".join((api.path / "README.md").read_text().split())
-    assert f"finish for up to {grace} s" in readme
-    assert f"`stop_grace_period: {stop}`" in readme
+    manual = " ".join((api.path / "docs/operations.md").read_text().split())
+    assert f"finish for up to {grace} s" in manual
+    assert f"`stop_grace_period: {stop}`" in manual

@@ -1,6 +1,6 @@
 """What squawk lets through in a rendered service, and the one thing only it sees.
 
-- the README's safe spellings pass the lint and run on a real PostgreSQL;
+- the manual's safe spellings (docs/migrations.md) pass the lint and run on a real PostgreSQL;
 - revisions autogenerate writes for new tables pass, the template's column types even
   with every rule on; the `drop_table` autogenerate writes for a model missing from the
   registry fails the service's suite on squawk alone (`alembic check` cannot see it).
@@ -32,9 +32,9 @@ op.create_table(
 
 
 def readme_recipes(service: Service) -> list[str]:
-    """The revision bodies in the README's "Zero-downtime revisions" section."""
-    readme = (service.path / "README.md").read_text()
-    section = readme.split("### Zero-downtime revisions\n")[1].split("\n## ")[0]
+    """The revision bodies in docs/migrations.md's "Zero-downtime revisions" section."""
+    manual = (service.path / "docs/migrations.md").read_text()
+    section = manual.split("### Zero-downtime revisions\n")[1].split("\n## ")[0]
     blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
     return [block for block in blocks if "def upgrade() -> None:" in block]
 

@@ -161,7 +161,6 @@ def test_a_changed_answer_rerenders_only_what_depends_on_it(
         ".copier-answers.yml",
         ".github/workflows/ci.yml",
         ".squawk.toml",
-        "README.md",
         "compose.yaml",
     }
     assert answers(service.path)["postgres_version"] == 16
