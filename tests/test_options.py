@@ -125,6 +125,12 @@ def test_combination_renders_lints_and_migrates(
             "pytest",
         ):
             assert f"{answers['package_manager']} run {command}" in steps
+        # make compat on pull requests, with the history it takes the previous release from.
+        [compat] = [
+            step for step in jobs["test"]["steps"] if "tests.infra.compat" in step.get("run", "")
+        ]
+        assert compat["if"] == "github.event_name == 'pull_request'"
+        assert jobs["test"]["steps"][0]["with"]["fetch-depth"] == 0
     service.ok(
         service.run(python, "-m", "pre_commit", "validate-config", ".pre-commit-config.yaml")
     )
