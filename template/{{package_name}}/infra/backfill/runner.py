@@ -18,7 +18,6 @@ and what the batch locks it holds for a fraction of a second.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager

@@ -151,7 +151,9 @@ async def advance(
     )
 
 
-async def mark(connection: AsyncConnection, name: str, status: str, error: str | None = None) -> None:
+async def mark(
+    connection: AsyncConnection, name: str, status: str, error: str | None = None
+) -> None:
     """A status of its own transaction: held, running, failed (with the line), finished."""
     finished = ", finished_at = now()" if status == "finished" else ""
     async with connection.begin():

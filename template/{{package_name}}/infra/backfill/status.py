@@ -28,7 +28,8 @@ async def status_lines(backfills: Mapping[str, Backfill], database: DatabaseUrl)
         cause = database_failure(exc)
         if cause is None:
             raise
-        raise BackfillError(describe_run_failure(cause, database.url, "reading backfill states"))
+        line = describe_run_failure(cause, database.url, "while reading backfill states")
+        raise BackfillError(line) from None
     finally:
         await engine.dispose()
     if not names:
