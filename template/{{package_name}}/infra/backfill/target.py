@@ -87,5 +87,5 @@ async def to_key(connection: AsyncConnection, target: Target, cursor: str | None
         return None
     async with connection.begin():
         return await connection.scalar(
-            text(f"SELECT CAST(:cursor AS {target.key_type})"), {"cursor": cursor}
+            text(f"SELECT CAST(CAST(:cursor AS text) AS {target.key_type})"), {"cursor": cursor}
         )

@@ -1,0 +1,314 @@
+"""The backfill runner (infra/backfill/) on real PostgreSQL, through its command line:
+a run SIGKILLed mid-way resumes with every row done exactly once, one runner per
+backfill, lock timeouts retried rather than waited out, progress lines, bad input in
+one line with the state kept, the contract revision that waits for its backfill, and
+(on a real standby whose replay is paused) the hold on replication lag.
+
+Small tables and short settings: the big numbers are bench/backfill.py's.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from background import Background
+from database import fresh_database, sql
+from helpers import Service, one_line_failure
+from sqlalchemy.engine import URL
+
+if TYPE_CHECKING:
+    from conftest import ReplicaPair
+
+BACKFILLS = """\
+import asyncio
+import os
+
+from sqlalchemy import text
+
+from app.infra.backfill import Backfill
+
+
+async def count_in_python(connection, first, last):
+    await asyncio.sleep(float(os.environ.get("BATCH_SLEEP", "0")))
+    result = await connection.execute(
+        text("UPDATE t SET n = coalesce(n, 0) + 1 WHERE id BETWEEN :first AND :last"),
+        {"first": first, "last": last},
+    )
+    return result.rowcount
+
+
+BACKFILLS = [
+    Backfill(
+        name="fill",
+        table="t",
+        batch="UPDATE t SET n = coalesce(n, 0) + 1 WHERE id BETWEEN :first AND :last",
+    ),
+    Backfill(name="slow", table="t", batch=count_in_python),
+    Backfill(
+        name="by-v",
+        table="t",
+        key="v",
+        batch="UPDATE t SET n = 1 WHERE v BETWEEN :first AND :last",
+    ),
+]
+"""
+# Short everything: batches of a fixed size, a progress line at every batch.
+QUICK = {
+    "BACKFILL_BATCH_SIZE": "100",
+    "BACKFILL_MIN_BATCH_SIZE": "100",
+    "BACKFILL_MAX_BATCH_SIZE": "100",
+    "BACKFILL_PAUSE_SECONDS": "0.01",
+    "BACKFILL_PROGRESS_SECONDS": "0.001",
+    "BACKFILL_MAX_LAG_SECONDS": "0",
+}
+PROGRESS = re.compile(
+    r"Backfill (?P<name>[\w-]+): (?P<done>\d+) of about (?P<total>\d+) rows done "
+    r"\((?P<percent>[\d.]+) %\), (?P<rate>\d+) rows/s, ETA \S+, batch \d+ rows\."
+)
+BOUND = 60.0
+
+
+@pytest.fixture(scope="module")
+def backfill_service(default_render: Path, tmp_path_factory: pytest.TempPathFactory) -> Service:
+    service = Service(Path(shutil.copytree(default_render, tmp_path_factory.mktemp("bf") / "svc")))
+    service.write("app/backfills.py", BACKFILLS)
+    return service
+
+
+@pytest.fixture
+def table_url(postgres_server: URL) -> URL:
+    with fresh_database(postgres_server) as url:
+        yield url
+
+
+def make_table(url: URL, rows: int) -> None:
+    sql(
+        url,
+        "CREATE TABLE t (id bigint PRIMARY KEY, v integer, n integer)",
+        f"INSERT INTO t SELECT i, i % 7, NULL FROM generate_series(1, {rows}) i",
+    )
+
+
+def backfill(service: Service, url: URL, *args: str, **env: str):  # type: ignore[no-untyped-def]
+    command = (sys.executable, "-m", "app.infra.backfill", *args)
+    return service.run(*command, env=service.env(url, **{**QUICK, **env}), timeout=BOUND)
+
+
+def in_background(service: Service, url: URL, *args: str, **env: str) -> Background:
+    command = (sys.executable, "-m", "app.infra.backfill", *args)
+    return Background(service, command, url, bound=BOUND, **{**QUICK, **env})
+
+
+def counts(url: URL) -> dict[object, int]:
+    """How many rows were done how often: {None: not yet, 1: once, 2: twice...}."""
+    return dict(sql(url, "SELECT n, count(*) FROM t GROUP BY n")[0])
+
+
+def state(url: URL, name: str) -> tuple[str, int, str | None]:
+    rows = sql(url, f"SELECT status, rows_done, cursor FROM backfill.state WHERE name = '{name}'")
+    return tuple(rows[0][0]) if rows[0] else ("none", 0, None)  # type: ignore[return-value]
+
+
+def progress(lines: list[str]) -> list[re.Match[str]]:
+    return [match for line in lines if (match := PROGRESS.search(line))]
+
+
+def test_killed_mid_way_resumes_with_every_row_done_once(
+    backfill_service: Service, table_url: URL
+) -> None:
+    """SIGKILL while batches commit; a second runner meanwhile is refused, naming the
+    first; the re-run resumes after the last committed batch; progress only grows."""
+    make_table(table_url, 3000)
+    first = in_background(backfill_service, table_url, "run", "slow", BATCH_SLEEP="0.05")
+    deadline = time.monotonic() + BOUND
+    while (state(table_url, "slow") if _has_state(table_url) else ("none", 0, None))[1] < 500:
+        assert time.monotonic() < deadline and first.process.poll() is None, first.lines
+        time.sleep(0.02)
+
+    second = backfill(backfill_service, table_url, "run", "slow")
+    one_line_failure(
+        second, "backfill slow is already running: pid", "application_name 'backfill slow'"
+    )
+
+    first.process.send_signal(signal.SIGKILL)
+    code, lines, _ = first.finish()
+    assert code == -signal.SIGKILL
+    status, done, cursor = state(table_url, "slow")
+    assert status == "running" and 500 <= done < 3000
+    # The cursor moved with the rows: exactly the first `done` rows are done, once.
+    assert counts(table_url) == {1: done, None: 3000 - done}
+    assert cursor == str(done)
+    stopped = backfill_service.ok(backfill(backfill_service, table_url, "status"))
+    assert "slow: stopped (no runner; `run` resumes it)" in stopped, stopped
+
+    output = backfill_service.ok(backfill(backfill_service, table_url, "run", "slow"))
+    assert counts(table_url) == {1: 3000}
+    assert state(table_url, "slow")[:2] == ("finished", 3000)
+    assert f"resuming after {done} by id" in output
+    lines = progress(lines + output.splitlines())
+    assert len(lines) >= 20, output
+    done_counts = [int(line["done"]) for line in lines]
+    percents = [float(line["percent"]) for line in lines]
+    assert done_counts == sorted(done_counts) and percents == sorted(percents)
+    assert done_counts[-1] == 3000 and percents[-1] == 100.0
+    status_lines = backfill_service.ok(backfill(backfill_service, table_url, "status"))
+    assert re.search(r"^slow: finished; 3000 of about 3000 rows \(100\.0 %\)", status_lines, re.M)
+    assert re.search(r"^fill: not started$", status_lines, re.M)
+
+
+def _has_state(url: URL) -> bool:
+    return bool(sql(url, "SELECT to_regclass('backfill.state') IS NOT NULL")[0][0][0])
+
+
+def test_bad_input_is_one_line_and_keeps_the_state(
+    backfill_service: Service, table_url: URL
+) -> None:
+    make_table(table_url, 1000)
+    one_line_failure(
+        backfill(backfill_service, table_url, "run", "nope"),
+        "no backfill named 'nope' in app.backfills.BACKFILLS (declared: by-v, fill, slow)",
+    )
+    one_line_failure(
+        backfill(backfill_service, table_url, "run", "fill", BACKFILL_BATCH_SIZE="0"),
+        "BACKFILL_BATCH_SIZE",
+    )
+    one_line_failure(
+        backfill(backfill_service, table_url, "run", "by-v"),
+        "backfill by-v: t.v has no usable index",
+    )
+    # A row the batch cannot write: the run stops at its batch, the ones before kept.
+    sql(table_url, "ALTER TABLE t ADD CONSTRAINT small CHECK (id < 555 OR n IS NULL) NOT VALID")
+    line = one_line_failure(backfill(backfill_service, table_url, "run", "fill"))
+    assert "backfill fill failed in the batch of 501..600: " in line, line
+    assert 'violates check constraint "small"' in line, line
+    assert state(table_url, "fill") == ("failed", 500, "500")
+    assert counts(table_url) == {1: 500, None: 500}
+    status = backfill_service.ok(backfill(backfill_service, table_url, "status"))
+    assert "fill: failed; 500 of about 1000 rows" in status and "last error: backfill fill" in status
+
+    sql(table_url, "ALTER TABLE t DROP CONSTRAINT small")
+    backfill_service.ok(backfill(backfill_service, table_url, "run", "fill"))
+    assert counts(table_url) == {1: 1000}
+    assert state(table_url, "fill")[:2] == ("finished", 1000)
+
+
+def test_a_lock_timeout_is_retried_not_waited_out(
+    backfill_service: Service, table_url: URL
+) -> None:
+    """An app transaction holds a row for 2 s: the batch gives up after its 0.1 s
+    lock_timeout, pauses, and tries again until the row is free."""
+    make_table(table_url, 300)
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_row() -> None:
+        import asyncio
+
+        from sqlalchemy import pool, text
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        async def run() -> None:
+            engine = create_async_engine(table_url, poolclass=pool.NullPool)
+            try:
+                async with engine.begin() as connection:
+                    await connection.execute(text("SELECT FROM t WHERE id = 150 FOR UPDATE"))
+                    locked.set()
+                    while not release.is_set():
+                        await asyncio.sleep(0.02)
+            finally:
+                await engine.dispose()
+
+        asyncio.run(run())
+
+    holder = threading.Thread(target=hold_row)
+    holder.start()
+    try:
+        assert locked.wait(BOUND)
+        runner = in_background(
+            backfill_service, table_url, "run", "fill", BACKFILL_LOCK_TIMEOUT_SECONDS="0.1"
+        )
+        runner.wait_for("lock timeout in the batch of 101..200", count=2)
+        assert state(table_url, "fill")[:2] == ("running", 100)
+    finally:
+        release.set()
+        holder.join()
+    code, lines, _ = runner.finish()
+    assert code == 0, lines
+    retries = [line for line in lines if "lock timeout" in line]
+    assert all(
+        "rolled back, trying again (try" in line and "BACKFILL_LOCK_TIMEOUT_SECONDS=0.1" in line
+        for line in retries
+    ), retries
+    assert counts(table_url) == {1: 300}
+
+
+REVISIONS = {
+    "r1": """
+    op.create_table("t", sa.Column("id", sa.BigInteger, primary_key=True), sa.Column("n", sa.Integer))
+    op.execute("INSERT INTO t SELECT i FROM generate_series(1, 500) i")
+    """,
+    "r2": """
+    from app.infra.backfill import require_backfill_finished
+
+    require_backfill_finished("fill")
+    op.alter_column("t", "n", nullable=False)
+    """,
+}
+
+
+def test_a_contract_revision_waits_for_its_backfill(
+    backfill_service: Service, table_url: URL, tmp_path: Path
+) -> None:
+    service = Service(Path(shutil.copytree(backfill_service.path, tmp_path / "svc")))
+    service.write_revision("r1", None, REVISIONS["r1"])
+    service.write_revision("r2", "r1", REVISIONS["r2"])
+    env = service.env(table_url, **QUICK)
+    one_line_failure(
+        service.alembic("upgrade", "head", env=env),
+        "backfill fill has not finished (never run): run `python -m app.infra.backfill run fill`",
+        progress=True,
+    )
+    assert sql(table_url, "SELECT version_num FROM alembic_version")[0] == [("r1",)]
+    offline = service.ok(service.alembic("upgrade", "r1:r2", "--sql", env=env))
+    assert "RAISE EXCEPTION 'backfill fill has not finished" in offline
+    service.ok(backfill(service, table_url, "run", "fill"))
+    service.ok(service.alembic("upgrade", "head", env=env))
+    assert sql(table_url, "SELECT version_num FROM alembic_version")[0] == [("r2",)]
+    assert counts(table_url) == {1: 500}
+
+
+@pytest.mark.xdist_group("replica")
+def test_held_while_a_standby_lags_and_resumed_below_the_lower_bound(
+    backfill_service: Service, replica_pair: ReplicaPair
+) -> None:
+    primary, standby = replica_pair.primary, replica_pair.standby
+    with fresh_database(primary.url()) as url:
+        make_table(url, 3000)
+        standby.psql("SELECT pg_wal_replay_pause()")
+        try:
+            runner = in_background(
+                backfill_service,
+                url,
+                "run",
+                "fill",
+                BACKFILL_MAX_LAG_SECONDS="0.5",
+                BACKFILL_RESUME_LAG_SECONDS="0.1",
+                BACKFILL_PAUSE_SECONDS="0.05",
+            )
+            runner.wait_for("held: a standby's replay lag is")
+            held_at = state(url, "fill")
+            time.sleep(1.0)  # held: nothing moves
+            assert state(url, "fill") == held_at and held_at[0] == "held"
+        finally:
+            standby.psql("SELECT pg_wal_replay_resume()")
+        code, lines, _ = runner.finish()
+    assert code == 0, lines
+    assert any("resumed: replay lag" in line for line in lines), lines
+    assert 0 < held_at[1] < 3000
