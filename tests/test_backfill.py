@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -37,7 +38,9 @@ from app.infra.backfill import Backfill
 
 
 async def count_in_python(connection, first, last):
-    await asyncio.sleep(float(os.environ.get("BATCH_SLEEP", "0")))
+    # The test's gate: past row 500, wait inside the batch while the file exists.
+    while first > 500 and os.path.exists(os.environ.get("GATE", "/nonexistent")):
+        await asyncio.sleep(0.01)
     result = await connection.execute(
         text("UPDATE t SET n = coalesce(n, 0) + 1 WHERE id BETWEEN :first AND :last"),
         {"first": first, "last": last},
@@ -117,22 +120,36 @@ def state(url: URL, name: str) -> tuple[str, int, str | None]:
     return tuple(rows[0][0]) if rows[0] else ("none", 0, None)  # type: ignore[return-value]
 
 
+def failed_in_one_line(result: subprocess.CompletedProcess[str], *needles: str) -> str:
+    """A `FAILED:` line as the last; before it, progress lines only."""
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert all(PROGRESS.search(line) or "starting on" in line for line in lines[:-1]), lines
+    assert lines[-1].startswith("FAILED: ") and not result.stdout, lines
+    for needle in needles:
+        assert needle in lines[-1], lines
+    return lines[-1]
+
+
 def progress(lines: list[str]) -> list[re.Match[str]]:
     return [match for line in lines if (match := PROGRESS.search(line))]
 
 
 def test_killed_mid_way_resumes_with_every_row_done_once(
-    backfill_service: Service, table_url: URL
+    backfill_service: Service, table_url: URL, tmp_path: Path
 ) -> None:
     """SIGKILL while batches commit; a second runner meanwhile is refused, naming the
     first; the re-run resumes after the last committed batch; progress only grows."""
     make_table(table_url, 3000)
-    first = in_background(backfill_service, table_url, "run", "slow", BATCH_SLEEP="0.05")
+    gate = tmp_path / "gate"
+    gate.touch()
+    first = in_background(backfill_service, table_url, "run", "slow", GATE=str(gate))
     deadline = time.monotonic() + BOUND
-    while (state(table_url, "slow") if _has_state(table_url) else ("none", 0, None))[1] < 500:
+    while not _has_state(table_url) or state(table_url, "slow")[1] < 500:
         assert time.monotonic() < deadline and first.process.poll() is None, first.lines
         time.sleep(0.02)
 
+    # Now inside the batch of 501..600, holding the backfill's lock.
     second = backfill(backfill_service, table_url, "run", "slow")
     one_line_failure(
         second, "backfill slow is already running: pid", "application_name 'backfill slow'"
@@ -142,17 +159,16 @@ def test_killed_mid_way_resumes_with_every_row_done_once(
     code, lines, _ = first.finish()
     assert code == -signal.SIGKILL
     status, done, cursor = state(table_url, "slow")
-    assert status == "running" and 500 <= done < 3000
-    # The cursor moved with the rows: exactly the first `done` rows are done, once.
-    assert counts(table_url) == {1: done, None: 3000 - done}
-    assert cursor == str(done)
+    # Killed inside a batch: that batch is gone, the five before it are kept.
+    assert (status, done, cursor) == ("running", 500, "500")
+    assert counts(table_url) == {1: 500, None: 2500}
     stopped = backfill_service.ok(backfill(backfill_service, table_url, "status"))
     assert "slow: stopped (no runner; `run` resumes it)" in stopped, stopped
 
     output = backfill_service.ok(backfill(backfill_service, table_url, "run", "slow"))
     assert counts(table_url) == {1: 3000}
     assert state(table_url, "slow")[:2] == ("finished", 3000)
-    assert f"resuming after {done} by id" in output
+    assert "resuming after 500 by id" in output
     lines = progress(lines + output.splitlines())
     assert len(lines) >= 20, output
     done_counts = [int(line["done"]) for line in lines]
@@ -186,7 +202,7 @@ def test_bad_input_is_one_line_and_keeps_the_state(
     )
     # A row the batch cannot write: the run stops at its batch, the ones before kept.
     sql(table_url, "ALTER TABLE t ADD CONSTRAINT small CHECK (id < 555 OR n IS NULL) NOT VALID")
-    line = one_line_failure(backfill(backfill_service, table_url, "run", "fill"))
+    line = failed_in_one_line(backfill(backfill_service, table_url, "run", "fill"))
     assert "backfill fill failed in the batch of 501..600: " in line, line
     assert 'violates check constraint "small"' in line, line
     assert state(table_url, "fill") == ("failed", 500, "500")
@@ -270,6 +286,7 @@ def test_a_contract_revision_waits_for_its_backfill(
     service.write_revision("r1", None, REVISIONS["r1"])
     service.write_revision("r2", "r1", REVISIONS["r2"])
     env = service.env(table_url, **QUICK)
+    service.ok(service.alembic("upgrade", "r1", env=env))  # the pre-deploy step
     one_line_failure(
         service.alembic("upgrade", "head", env=env),
         "backfill fill has not finished (never run): run `python -m app.infra.backfill run fill`",
