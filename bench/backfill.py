@@ -44,9 +44,7 @@ CLIENTS = 8
 THINK_SECONDS = 0.005
 APP_LOCK_TIMEOUT = "1s"
 SAMPLE_SECONDS = 0.02
-LAG = (
-    "SELECT coalesce(max(extract(epoch FROM replay_lag)), 0)::float8 FROM pg_stat_replication"
-)
+LAG = "SELECT coalesce(max(extract(epoch FROM replay_lag)), 0)::float8 FROM pg_stat_replication"
 TRANSACTION_AGE = (
     "SELECT coalesce(max(extract(epoch FROM clock_timestamp() - xact_start)), 0)::float8"
     " FROM pg_stat_activity WHERE application_name = 'backfill big' AND xact_start IS NOT NULL"
@@ -168,10 +166,13 @@ async def kill_and_resume(service: Service, env: dict[str, str], dsn: str, rows:
         done = 0
         while done < rows * 0.4 and runner.returncode is None:
             await asyncio.sleep(0.05)
-            done = await connection.fetchval(
-                "SELECT coalesce((SELECT rows_done FROM backfill.state WHERE name = 'killed'), 0)"
-                " WHERE to_regclass('backfill.state') IS NOT NULL"
-            ) or 0
+            done = (
+                await connection.fetchval(
+                    "SELECT coalesce((SELECT rows_done FROM backfill.state WHERE name = 'killed'), 0)"
+                    " WHERE to_regclass('backfill.state') IS NOT NULL"
+                )
+                or 0
+            )
         runner.send_signal(signal.SIGKILL)
         await runner.wait()
         killed_at = await connection.fetchval("SELECT count(n) FROM killed")
@@ -209,7 +210,9 @@ def rows(ctx: Context) -> list[Row]:
                 f"CREATE TABLE {table} (id bigint PRIMARY KEY, a integer NOT NULL,"
                 " b integer, n integer)"
             )
-            primary.psql(f"INSERT INTO {table} SELECT i, i % 1000 FROM generate_series(1, {count}) i")
+            primary.psql(
+                f"INSERT INTO {table} SELECT i, i % 1000 FROM generate_series(1, {count}) i"
+            )
             primary.psql(f"VACUUM ANALYZE {table}")
         service = Service(render(ctx.template, ctx.workdir / "backfill-service"))
         service.write("app/backfills.py", BACKFILLS)

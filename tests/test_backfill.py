@@ -208,7 +208,9 @@ def test_bad_input_is_one_line_and_keeps_the_state(
     assert state(table_url, "fill") == ("failed", 500, "500")
     assert counts(table_url) == {1: 500, None: 500}
     status = backfill_service.ok(backfill(backfill_service, table_url, "status"))
-    assert "fill: failed; 500 of about 1000 rows" in status and "last error: backfill fill" in status
+    assert (
+        "fill: failed; 500 of about 1000 rows" in status and "last error: backfill fill" in status
+    )
 
     sql(table_url, "ALTER TABLE t DROP CONSTRAINT small")
     backfill_service.ok(backfill(backfill_service, table_url, "run", "fill"))
