@@ -14,14 +14,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 from background import Background
-from database import fresh_database, sql
+from database import fresh_database, locked_by, sql
 from helpers import Service, one_line_failure
 from sqlalchemy.engine import URL
 
@@ -221,42 +220,16 @@ def test_bad_input_is_one_line_and_keeps_the_state(
 def test_a_lock_timeout_is_retried_not_waited_out(
     backfill_service: Service, table_url: URL
 ) -> None:
-    """An app transaction holds a row for 2 s: the batch gives up after its 0.1 s
-    lock_timeout, pauses, and tries again until the row is free."""
+    """An app transaction holds a row of the second batch: that batch gives up after
+    its 0.1 s lock_timeout, rolls back, pauses, tries again, until the row is free;
+    meanwhile the first batch stays done."""
     make_table(table_url, 300)
-    locked, release = threading.Event(), threading.Event()
-
-    def hold_row() -> None:
-        import asyncio
-
-        from sqlalchemy import pool, text
-        from sqlalchemy.ext.asyncio import create_async_engine
-
-        async def run() -> None:
-            engine = create_async_engine(table_url, poolclass=pool.NullPool)
-            try:
-                async with engine.begin() as connection:
-                    await connection.execute(text("SELECT FROM t WHERE id = 150 FOR UPDATE"))
-                    locked.set()
-                    while not release.is_set():
-                        await asyncio.sleep(0.02)
-            finally:
-                await engine.dispose()
-
-        asyncio.run(run())
-
-    holder = threading.Thread(target=hold_row)
-    holder.start()
-    try:
-        assert locked.wait(BOUND)
+    with locked_by(table_url, "SELECT FROM t WHERE id = 150 FOR UPDATE"):
         runner = in_background(
             backfill_service, table_url, "run", "fill", BACKFILL_LOCK_TIMEOUT_SECONDS="0.1"
         )
         runner.wait_for("lock timeout in the batch of 101..200", count=2)
         assert state(table_url, "fill")[:2] == ("running", 100)
-    finally:
-        release.set()
-        holder.join()
     code, lines, _ = runner.finish()
     assert code == 0, lines
     retries = [line for line in lines if "lock timeout" in line]
