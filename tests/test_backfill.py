@@ -9,6 +9,7 @@ Small tables and short settings: the big numbers are bench/backfill.py's.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import signal
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from background import Background
-from database import fresh_database, locked_by, sql
+from database import applied_versions, fresh_database, locked_by, sql
 from helpers import Service, one_line_failure
 from sqlalchemy.engine import URL
 
@@ -104,6 +105,48 @@ def backfill(service: Service, url: URL, *args: str, **env: str):  # type: ignor
     return service.run(*command, env=service.env(url, **{**QUICK, **env}), timeout=BOUND)
 
 
+# Several commands in one interpreter (each `main()` as `python -m` calls it, with its
+# own arguments and settings): a second or so saved per command. Log lines go to the
+# process's stderr; each command's own stdout and stderr are kept apart.
+DRIVER = """
+import contextlib, io, json, logging, os, sys
+from app.infra.backfill.__main__ import main
+
+logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(message)s")
+results = []
+for args, env in json.load(sys.stdin):
+    saved = dict(os.environ)
+    os.environ.update(env)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(args)
+    os.environ.clear()
+    os.environ.update(saved)
+    results.append([args, code, out.getvalue(), err.getvalue()])
+print(json.dumps(results))
+"""
+Call = tuple[tuple[str, ...], dict[str, str]]
+
+
+def commands(
+    service: Service, url: URL, *calls: Call
+) -> tuple[list[subprocess.CompletedProcess[str]], list[str]]:
+    """(each call's result, the log lines of them all)."""
+    result = service.run(
+        sys.executable,
+        "-c",
+        DRIVER,
+        env=service.env(url, **QUICK),
+        input=json.dumps(calls),
+        timeout=BOUND,
+    )
+    assert result.returncode == 0, result.stderr
+    return [
+        subprocess.CompletedProcess(args, code, out, err)
+        for args, code, out, err in json.loads(result.stdout)
+    ], result.stderr.splitlines()
+
+
 def in_background(service: Service, url: URL, *args: str, **env: str) -> Background:
     command = (sys.executable, "-m", "app.infra.backfill", *args)
     return Background(service, command, url, bound=BOUND, **{**QUICK, **env})
@@ -117,17 +160,6 @@ def counts(url: URL) -> dict[object, int]:
 def state(url: URL, name: str) -> tuple[str, int, str | None]:
     rows = sql(url, f"SELECT status, rows_done, cursor FROM backfill.state WHERE name = '{name}'")
     return tuple(rows[0][0]) if rows[0] else ("none", 0, None)  # type: ignore[return-value]
-
-
-def failed_in_one_line(result: subprocess.CompletedProcess[str], *needles: str) -> str:
-    """A `FAILED:` line as the last; before it, progress lines only."""
-    assert result.returncode == 1
-    lines = result.stderr.splitlines()
-    assert all(PROGRESS.search(line) or "starting on" in line for line in lines[:-1]), lines
-    assert lines[-1].startswith("FAILED: ") and not result.stdout, lines
-    for needle in needles:
-        assert needle in lines[-1], lines
-    return lines[-1]
 
 
 def progress(lines: list[str]) -> list[re.Match[str]]:
@@ -161,22 +193,23 @@ def test_killed_mid_way_resumes_with_every_row_done_once(
     # Killed inside a batch: that batch is gone, the five before it are kept.
     assert (status, done, cursor) == ("running", 500, "500")
     assert counts(table_url) == {1: 500, None: 2500}
-    stopped = backfill_service.ok(backfill(backfill_service, table_url, "status"))
-    assert "slow: stopped (no runner; `run` resumes it)" in stopped, stopped
-
-    output = backfill_service.ok(backfill(backfill_service, table_url, "run", "slow"))
+    (stopped, resumed, finished), log = commands(
+        backfill_service, table_url, (("status",), {}), (("run", "slow"), {}), (("status",), {})
+    )
+    assert "slow: stopped (no runner; `run` resumes it)" in stopped.stdout, stopped
+    assert resumed.returncode == 0, resumed
     assert counts(table_url) == {1: 3000}
     assert state(table_url, "slow")[:2] == ("finished", 3000)
-    assert "resuming after 500 by id" in output
-    lines = progress(lines + output.splitlines())
-    assert len(lines) >= 20, output
+    assert any("resuming after 500 by id" in line for line in log), log
+    lines = progress(lines + log)
+    assert len(lines) >= 20, log
     done_counts = [int(line["done"]) for line in lines]
     percents = [float(line["percent"]) for line in lines]
     assert done_counts == sorted(done_counts) and percents == sorted(percents)
     assert done_counts[-1] == 3000 and percents[-1] == 100.0
-    status_lines = backfill_service.ok(backfill(backfill_service, table_url, "status"))
-    assert re.search(r"^slow: finished; 3000 of about 3000 rows \(100\.0 %\)", status_lines, re.M)
-    assert re.search(r"^fill: not started$", status_lines, re.M)
+    status = finished.stdout
+    assert re.search(r"^slow: finished; 3000 of about 3000 rows \(100\.0 %\)", status, re.M)
+    assert re.search(r"^fill: not started$", status, re.M)
 
 
 def _has_state(url: URL) -> bool:
@@ -187,29 +220,28 @@ def test_bad_input_is_one_line_and_keeps_the_state(
     backfill_service: Service, table_url: URL
 ) -> None:
     make_table(table_url, 1000)
-    one_line_failure(
-        backfill(backfill_service, table_url, "run", "nope"),
-        "no backfill named 'nope' in app.backfills.BACKFILLS (declared: by-v, fill, slow)",
-    )
-    one_line_failure(
-        backfill(backfill_service, table_url, "run", "fill", BACKFILL_BATCH_SIZE="0"),
-        "BACKFILL_BATCH_SIZE",
-    )
-    one_line_failure(
-        backfill(backfill_service, table_url, "run", "by-v"),
-        "backfill by-v: t.v has no usable index",
-    )
     # A row the batch cannot write: the run stops at its batch, the ones before kept.
     sql(table_url, "ALTER TABLE t ADD CONSTRAINT small CHECK (id < 555 OR n IS NULL) NOT VALID")
-    line = failed_in_one_line(backfill(backfill_service, table_url, "run", "fill"))
-    assert "backfill fill failed in the batch of 501..600: " in line, line
+    (unknown, settings, unindexed, failed, status), _ = commands(
+        backfill_service,
+        table_url,
+        (("run", "nope"), {}),
+        (("run", "fill"), {"BACKFILL_BATCH_SIZE": "0"}),
+        (("run", "by-v"), {}),
+        (("run", "fill"), {}),
+        (("status",), {}),
+    )
+    one_line_failure(
+        unknown, "no backfill named 'nope' in app.backfills.BACKFILLS (declared: by-v, fill, slow)"
+    )
+    one_line_failure(settings, "invalid settings: BACKFILL_BATCH_SIZE")
+    one_line_failure(unindexed, "backfill by-v: t.v has no usable index")
+    line = one_line_failure(failed, "backfill fill failed in the batch of 501..600: ")
     assert 'violates check constraint "small"' in line, line
     assert state(table_url, "fill") == ("failed", 500, "500")
     assert counts(table_url) == {1: 500, None: 500}
-    status = backfill_service.ok(backfill(backfill_service, table_url, "status"))
-    assert (
-        "fill: failed; 500 of about 1000 rows" in status and "last error: backfill fill" in status
-    )
+    assert "fill: failed; 500 of about 1000 rows" in status.stdout, status
+    assert "last error: backfill fill failed in the batch of 501..600" in status.stdout, status
 
     sql(table_url, "ALTER TABLE t DROP CONSTRAINT small")
     backfill_service.ok(backfill(backfill_service, table_url, "run", "fill"))
@@ -240,39 +272,34 @@ def test_a_lock_timeout_is_retried_not_waited_out(
     assert counts(table_url) == {1: 300}
 
 
-REVISIONS = {
-    "r1": """
-    op.create_table("t", sa.Column("id", sa.BigInteger, primary_key=True), sa.Column("n", sa.Integer))
-    op.execute("INSERT INTO t SELECT i FROM generate_series(1, 500) i")
-    """,
-    "r2": """
+CONTRACT = """
     from app.infra.backfill import require_backfill_finished
 
     require_backfill_finished("fill")
     op.alter_column("t", "n", nullable=False)
-    """,
-}
+"""
 
 
 def test_a_contract_revision_waits_for_its_backfill(
     backfill_service: Service, table_url: URL, tmp_path: Path
 ) -> None:
+    """Refused in one line, nothing applied, until the backfill finished; then applied.
+    (`--sql` writes the same check into the script.)"""
+    make_table(table_url, 500)
     service = Service(Path(shutil.copytree(backfill_service.path, tmp_path / "svc")))
-    service.write_revision("r1", None, REVISIONS["r1"])
-    service.write_revision("r2", "r1", REVISIONS["r2"])
+    service.write_revision("r1", None, CONTRACT)
     env = service.env(table_url, **QUICK)
-    service.ok(service.alembic("upgrade", "r1", env=env))  # the pre-deploy step
     one_line_failure(
         service.alembic("upgrade", "head", env=env),
         "backfill fill has not finished (never run): run `python -m app.infra.backfill run fill`",
         progress=True,
     )
-    assert sql(table_url, "SELECT version_num FROM alembic_version")[0] == [("r1",)]
-    offline = service.ok(service.alembic("upgrade", "r1:r2", "--sql", env=env))
+    assert applied_versions(table_url) == []
+    offline = service.ok(service.alembic("upgrade", "head", "--sql", env=env))
     assert "RAISE EXCEPTION 'backfill fill has not finished" in offline
     service.ok(backfill(service, table_url, "run", "fill"))
     service.ok(service.alembic("upgrade", "head", env=env))
-    assert sql(table_url, "SELECT version_num FROM alembic_version")[0] == [("r2",)]
+    assert applied_versions(table_url) == ["r1"]
     assert counts(table_url) == {1: 500}
 
 
