@@ -11,30 +11,25 @@ and what the batch locks it holds for a fraction of a second.
 - A statement timeout (57014) halves the batch size and tries again.
 - Any other failure ends the run in one line naming the backfill and the key
   range; the state keeps the cursor, so a run after the fix goes on from there.
-- One runner per backfill: a session-level advisory lock on a connection of its
-  own (so not through a transaction-mode pooler); a second runner says who holds it.
+- One runner per backfill (connection.py); a second runner says who holds it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import replace
 from itertools import count
 from typing import Any
 
-from sqlalchemy import pool, text
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..database_url import DatabaseUrl
-from ..engines import engine_for
-from ..migrations.lock import lock_holder
 from ..migrations.output import database_failure, describe_run_failure
 from ..migrations.retries import is_lock_timeout, retry_pause
 from . import state
+from .connection import backfill_engine, one_runner
 from .declare import Backfill
 from .errors import BackfillError
 from .progress import Progress, duration, logger
@@ -47,24 +42,6 @@ LAG_POLL_SECONDS = 0.5
 _TIMEOUTS = text(
     "SELECT set_config('lock_timeout', :lock, true), set_config('statement_timeout', :statement, true)"
 )
-_LOCK = text(
-    "SELECT pg_is_in_recovery(),"
-    " CASE WHEN pg_is_in_recovery() THEN false ELSE pg_try_advisory_lock(:key) END"
-)
-
-
-def backfill_engine(database: DatabaseUrl, name: str) -> AsyncEngine:
-    """A connection of its own, named in pg_stat_activity (and so in "who holds it")."""
-    if database.pooler == "transaction":
-        raise BackfillError(
-            f"backfill {name}: a runner holds a session-level advisory lock, which a "
-            "transaction-mode pooler does not keep; set DATABASE_MIGRATION_URL to a direct connection"
-        )
-    arguments = dict(database.connect_args)
-    server_settings = dict(arguments.get("server_settings", {}))
-    server_settings.setdefault("application_name", f"backfill {name}")
-    arguments["server_settings"] = server_settings
-    return engine_for(replace(database, connect_args=arguments), poolclass=pool.NullPool)
 
 
 async def run_backfill(
@@ -76,7 +53,7 @@ async def run_backfill(
     try:
         async with engine.connect() as connection:
             await state.ensure_table(connection)
-            async with _one_runner(connection, backfill.name):
+            async with one_runner(connection, backfill.name):
                 run = _Run(connection, backfill, settings)
                 return await run.to_the_end()
     except BackfillError as exc:
@@ -95,29 +72,6 @@ async def run_backfill(
         raise BackfillError(line) from None
     finally:
         await engine.dispose()
-
-
-@asynccontextmanager
-async def _one_runner(connection: AsyncConnection, name: str) -> AsyncIterator[None]:
-    key = state.lock_key(name)
-    async with connection.begin():
-        standby, locked = (await connection.execute(_LOCK, {"key": key})).one()
-    if standby:
-        raise BackfillError(
-            f"backfill {name}: this server is a read-only standby; backfills run on the primary"
-        )
-    if not locked:
-        _, holder = await connection.run_sync(lambda sync: lock_holder(sync, True, key))
-        raise BackfillError(
-            f"backfill {name} is already running: {holder} holds its lock; this run stops "
-            "(one runner per backfill; `status` shows its progress)"
-        )
-    try:
-        yield
-    finally:
-        if not connection.invalidated:
-            async with connection.begin():
-                await connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
 
 
 async def _mark_failed(engine: AsyncEngine, name: str, line: str) -> None:

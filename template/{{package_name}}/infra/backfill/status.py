@@ -14,7 +14,7 @@ from . import state
 from .declare import Backfill
 from .errors import BackfillError
 from .progress import duration
-from .runner import backfill_engine
+from .connection import backfill_engine
 
 
 async def status_lines(backfills: Mapping[str, Backfill], database: DatabaseUrl) -> list[str]:
