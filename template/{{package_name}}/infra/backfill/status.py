@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from ..database_url import DatabaseUrl
 from ..migrations.output import database_failure, describe_run_failure
 from . import state
+from .connection import backfill_engine
 from .declare import Backfill
 from .errors import BackfillError
 from .progress import duration
-from .connection import backfill_engine
 
 
 async def status_lines(backfills: Mapping[str, Backfill], database: DatabaseUrl) -> list[str]:
