@@ -142,6 +142,7 @@ class _Run:
             await asyncio.sleep(self.settings.BACKFILL_PAUSE_SECONDS)
             await self._while_standbys_lag()
         await state.mark(self.connection, self.name, "finished")
+        progress.total = progress.done  # the table's estimate was only that
         progress.log(self.size.value)
         logger.info(
             "Backfill %s finished: %d rows in %s this run.",
