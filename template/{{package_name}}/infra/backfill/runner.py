@@ -121,7 +121,7 @@ class _Run:
             logger.info("Backfill %s finished before; nothing to do.", self.name)
             return current
         if current.batch_size:  # resume at the size the last run had reached
-            self.size._set(current.batch_size)
+            self.size.resize(current.batch_size)
         self.after = await to_key(self.connection, target, current.cursor)
         progress = Progress(
             self.name,

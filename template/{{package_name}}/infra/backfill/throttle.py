@@ -37,15 +37,15 @@ class BatchSize:
         ratio = self.target / seconds if seconds > 0 else GROWTH
         if abs(ratio - 1) <= DEAD_BAND:
             return
-        self._set(self.value * min(max(ratio, SHRINK), GROWTH))
+        self.resize(self.value * min(max(ratio, SHRINK), GROWTH))
 
     def timed_out(self) -> bool:
         """Halve; False when it was already the smallest (halving cannot help)."""
         before = self.value
-        self._set(self.value * SHRINK)
+        self.resize(self.value * SHRINK)
         return self.value < before
 
-    def _set(self, value: float) -> None:
+    def resize(self, value: float) -> None:
         self.value = min(max(round(value), self.smallest), self.largest)
 
 
