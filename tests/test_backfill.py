@@ -9,6 +9,7 @@ Small tables and short settings: the big numbers are bench/backfill.py's.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import shutil
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING
 import pytest
 from background import Background
 from database import applied_versions, fresh_database, locked_by, sql
-from helpers import Service, one_line_failure
+from helpers import ROOT, Service, one_line_failure
 from sqlalchemy.engine import URL
 
 if TYPE_CHECKING:
@@ -331,3 +332,33 @@ def test_held_while_a_standby_lags_and_resumed_below_the_lower_bound(
     assert code == 0, lines
     assert any("resumed: replay lag" in line for line in lines), lines
     assert 0 < held_at[1] < 3000
+
+
+def test_batch_size_grows_slowly_shrinks_fast_and_the_hold_does_not_flap() -> None:
+    """throttle.py alone (it imports only SQLAlchemy): the numbers behind the defaults."""
+    path = ROOT / "template" / "{{package_name}}" / "infra" / "backfill" / "throttle.py"
+    spec = importlib.util.spec_from_file_location("throttle", path)
+    assert spec and spec.loader
+    throttle = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(throttle)
+    size = throttle.BatchSize(1000, 100, 1500, 0.2)
+    size.after(0.001)  # far under the target: at most 1.2x
+    assert size.value == 1200
+    size.after(0.21)  # within 10 % of the target: kept
+    assert size.value == 1200
+    size.after(0.3)  # slow: shrunk toward the target
+    assert size.value == 800
+    size.after(10.0)  # very slow: at most halved
+    assert size.value == 400
+    for _ in range(10):
+        size.after(0.001)
+    assert size.value == 1500  # never above the maximum
+    assert size.timed_out() and size.value == 750
+    while size.timed_out():
+        pass
+    assert size.value == 100  # the minimum; timed_out() said it could shrink no more
+    hold = throttle.LagHold(10.0, 2.0)
+    assert [hold.update(lag) for lag in (5, 10.5, 9, 3, 1.9, 5, 10)] == [
+        False, True, True, True, False, False, False,
+    ]  # fmt: skip
+    assert not throttle.LagHold(0.0, 0.0).enabled
