@@ -53,7 +53,7 @@ def _line(name: str, found: state.State | None, pid: int | None, is_declared: bo
         f"{found.rows_changed} changed",
         f"{found.batches} batches",
         f"busy {duration(found.busy_seconds)}",
-        f"cursor {found.cursor}",
+        f"cursor {found.cursor if found.cursor is not None else '(none yet)'}",
     ]
     if found.updated_at is not None:
         parts.append(f"updated {found.updated_at:%Y-%m-%d %H:%M:%S %Z}")
