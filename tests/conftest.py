@@ -24,7 +24,7 @@ from _pytest.nodeid import NodeId
 from certificates import Certificates, make_certificates
 from database import fresh_database, to_asyncpg
 from helpers import ROOT, Service, render
-from servers import Cluster, PgBouncer, Workspace, embedded_bindir, missing, os_bindir
+from servers import Cluster, PgBouncer, Workspace, missing, os_bindir, primary_and_standby
 from sqlalchemy.engine import URL
 from updating import IDENTITY
 
@@ -208,14 +208,5 @@ class ReplicaPair:
 @pytest.fixture(scope="session")
 def replica_pair() -> Iterator[ReplicaPair]:
     """A primary and its streaming hot standby, from the embedded server's own binaries."""
-    workspace = Workspace("pytest-replica-")
-    clusters: list[Cluster] = []
-    try:
-        clusters.append(Cluster.create(workspace, embedded_bindir(), "primary"))
-        clusters[0].start()
-        clusters.append(clusters[0].standby("standby"))
-        yield ReplicaPair(*clusters)
-    finally:
-        for cluster in reversed(clusters):
-            cluster.stop()
-        workspace.remove()
+    with primary_and_standby("pytest-replica-") as (primary, standby):
+        yield ReplicaPair(primary, standby)

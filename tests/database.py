@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 from uuid import uuid4
 
@@ -76,17 +76,20 @@ def applied_versions(url: URL) -> list[str]:
     return [row[0] for row in sql(url, "SELECT version_num FROM alembic_version")[0]]
 
 
-def hold_lock(url: URL, table: str, acquired: threading.Event, release: threading.Event) -> None:
-    """Keep an ACCESS EXCLUSIVE lock on `table` until `release` is set."""
+def hold_lock(
+    url: URL, statement: str, acquired: threading.Event, release: threading.Event
+) -> None:
+    """Run `statement` (LOCK TABLE, SELECT ... FOR UPDATE) in a transaction kept open
+    until `release` is set."""
 
     async def run() -> None:
         engine = create_async_engine(url, poolclass=pool.NullPool)
         try:
             async with engine.begin() as connection:
-                await connection.execute(text(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
+                await connection.execute(text(statement))
                 acquired.set()
                 while not release.is_set():
-                    await asyncio.sleep(0.05)
+                    await asyncio.sleep(0.02)
         finally:
             await engine.dispose()
 
@@ -94,10 +97,10 @@ def hold_lock(url: URL, table: str, acquired: threading.Event, release: threadin
 
 
 @contextmanager
-def table_locked(url: URL, table: str) -> Iterator[None]:
-    """An ACCESS EXCLUSIVE lock on `table`, held by another connection inside the block."""
+def locked_by(url: URL, statement: str) -> Iterator[None]:
+    """The locks `statement` takes, held by another connection inside the block."""
     acquired, release = threading.Event(), threading.Event()
-    holder = threading.Thread(target=hold_lock, args=(url, table, acquired, release))
+    holder = threading.Thread(target=hold_lock, args=(url, statement, acquired, release))
     holder.start()
     try:
         assert acquired.wait(30)
@@ -105,6 +108,11 @@ def table_locked(url: URL, table: str) -> Iterator[None]:
     finally:
         release.set()
         holder.join()
+
+
+def table_locked(url: URL, table: str) -> AbstractContextManager[None]:
+    """An ACCESS EXCLUSIVE lock on `table`, held by another connection inside the block."""
+    return locked_by(url, f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
 
 
 def advisory_locks(url: URL) -> int:

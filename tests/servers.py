@@ -308,3 +308,20 @@ def private_cluster(
         if cluster is not None:
             cluster.stop()
         workspace.remove()
+
+
+@contextlib.contextmanager
+def primary_and_standby(prefix: str) -> Iterator[tuple[Cluster, Cluster]]:
+    """A primary and its streaming hot standby, from the embedded server's own binaries;
+    both stopped by PID and removed after."""
+    workspace = Workspace(prefix)
+    clusters: list[Cluster] = []
+    try:
+        clusters.append(Cluster.create(workspace, embedded_bindir(), "primary"))
+        clusters[0].start()
+        clusters.append(clusters[0].standby("standby"))
+        yield clusters[0], clusters[1]
+    finally:
+        for cluster in reversed(clusters):
+            cluster.stop()
+        workspace.remove()

@@ -37,6 +37,18 @@ def test_bench_quick_mode_prints_its_table() -> None:
         "per test: create+migrate",
     ):
         assert f"\n{row} " in table, table
+    # The backfill section (issue 26): every row, and the kill-and-resume run exact.
+    for row in (
+        "backfill rows/s",
+        "backfill app p50",
+        "backfill app p99",
+        "backfill longest transaction",
+        "backfill max replay lag",
+        "backfill machine",
+    ):
+        assert f"\n{row} " in table, table
+    assert cells(table, "backfill kill + resume")[2] == "exact", table
+    assert cells(table, "backfill app lock timeouts")[2] == "0", table
     for row in ("check vs seed design", "upgrade head vs seed design"):
         assert f"\n{row} " in table and "--quick skips callgrind" in table, table
     assert "stock async" in table and "median of 1 run(s)" in table

@@ -10,6 +10,8 @@ Layers, each importing only those above it in this list:
 - engines.py, read_sessions.py: the app's engines, sessions and read-only sessions;
 - migrations/: what alembic/env.py calls; migrate.py, the deploy's migrate step;
 - tracing.py, logs.py (observability=otel): traces of the engines, log lines;
+- backfill/: batched, throttled, resumable backfills of the service's own
+  backfills.py, `python -m <package>.infra.backfill` (docs/backfills.md);
 - web/ (FastAPI): lifespan, session dependencies, /health and the probes, JSON
   errors, the one-line exit on invalid settings, shutdown.py (SIGTERM's drain),
   observability.py (otel: request ids, traces, /metrics); healthcheck.py, the

@@ -148,7 +148,7 @@ def _poll_for_lock(connection: Connection, function: str, bound: float) -> tuple
             return lock_timeout, statement_timeout
         if waited_since is None:
             waited_since = time.monotonic()
-            _, holder = _lock_holder(connection, owns_transaction)
+            _, holder = lock_holder(connection, owns_transaction)
             logger.info(
                 "Another migration run holds the lock: %s; waiting for it to finish%s.",
                 holder,
@@ -156,7 +156,7 @@ def _poll_for_lock(connection: Connection, function: str, bound: float) -> tuple
             )
         waited = time.monotonic() - waited_since
         if bound and waited >= bound:
-            pid, holder = _lock_holder(connection, owns_transaction)
+            pid, holder = lock_holder(connection, owns_transaction)
             if pid is not None:  # else it was let go just now: try again
                 raise CommandError(
                     f"gave up after waiting {waited:.1f} s for the migration lock "
@@ -169,13 +169,15 @@ def _poll_for_lock(connection: Connection, function: str, bound: float) -> tuple
         )
 
 
-def _lock_holder(connection: Connection, owns_transaction: bool) -> tuple[int | None, str]:
-    """(pid, a description) of the session holding the migration lock: from pg_locks
-    (an advisory lock on a bigint key shows as classid = high, objid = low 32 bits)
-    and pg_stat_activity, whose details other roles see only with pg_read_all_stats."""
+def lock_holder(
+    connection: Connection, owns_transaction: bool, key: int = MIGRATION_LOCK_KEY
+) -> tuple[int | None, str]:
+    """(pid, a description) of the session holding the advisory lock `key` (the
+    migration lock; a backfill's, infra/backfill/): from pg_locks (an advisory lock
+    on a bigint key shows as classid = high, objid = low 32 bits) and
+    pg_stat_activity, whose details other roles see only with pg_read_all_stats."""
     row = connection.execute(
-        _HOLDER_QUERY,
-        {"classid": MIGRATION_LOCK_KEY >> 32, "objid": MIGRATION_LOCK_KEY & 0xFFFFFFFF},
+        _HOLDER_QUERY, {"classid": key >> 32, "objid": key & 0xFFFFFFFF}
     ).first()
     if owns_transaction:
         connection.commit()

@@ -91,6 +91,13 @@ def lock_timeout_retries() -> Iterator[AbstractContextManager[None]]:
         _pause_or_give_up(timed_out[0], tries, settings, steps.doing(), then)
 
 
+def retry_pause(tries: int) -> float:
+    """Seconds to wait after try number `tries` failed on a lock timeout (the module
+    docstring's pauses; the backfill runner, infra/backfill/, uses them too)."""
+    longest = min(LONGEST_PAUSE_SECONDS, FIRST_PAUSE_SECONDS * 2 ** (tries - 1))
+    return random.uniform(longest / 2, longest)
+
+
 def is_lock_timeout(cause: BaseException) -> bool:
     return isinstance(cause, DBAPIError) and (
         getattr(cause.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE
@@ -242,8 +249,7 @@ def _pause_or_give_up(
             "SELECT pid, pg_blocking_pids(pid), query FROM pg_stat_activity while the migration "
             "waits, or run again when that table is quieter"
         )
-    longest = min(LONGEST_PAUSE_SECONDS, FIRST_PAUSE_SECONDS * 2 ** (tries - 1))
-    pause = random.uniform(longest / 2, longest)
+    pause = retry_pause(tries)
     logger.warning(
         "Lock timeout on %s; %s in %.1f s (try %d of %d; %s).",
         where,

@@ -1,0 +1,364 @@
+"""The backfill runner (infra/backfill/) on real PostgreSQL, through its command line:
+a run SIGKILLed mid-way resumes with every row done exactly once, one runner per
+backfill, lock timeouts retried rather than waited out, progress lines, bad input in
+one line with the state kept, the contract revision that waits for its backfill, and
+(on a real standby whose replay is paused) the hold on replication lag.
+
+Small tables and short settings: the big numbers are bench/backfill.py's.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from background import Background
+from database import applied_versions, fresh_database, locked_by, sql
+from helpers import ROOT, Service, one_line_failure
+from sqlalchemy.engine import URL
+
+if TYPE_CHECKING:
+    from conftest import ReplicaPair
+
+BACKFILLS = """\
+import asyncio
+import os
+
+from sqlalchemy import text
+
+from app.infra.backfill import Backfill
+
+
+async def count_in_python(connection, first, last):
+    # The test's gate: past row 500, wait inside the batch while the file exists.
+    while first > 500 and os.path.exists(os.environ.get("GATE", "/nonexistent")):
+        await asyncio.sleep(0.01)
+    # The test's broken row: a batch past it fails in the database.
+    if last > int(os.environ.get("BREAK_AFTER", last)):
+        await connection.execute(text("SELECT 1 / 0"))
+    result = await connection.execute(
+        text("UPDATE t SET n = coalesce(n, 0) + 1 WHERE id BETWEEN :first AND :last"),
+        {"first": first, "last": last},
+    )
+    return result.rowcount
+
+
+BACKFILLS = [
+    Backfill(
+        name="fill",
+        table="t",
+        batch="UPDATE t SET n = coalesce(n, 0) + 1 WHERE id BETWEEN :first AND :last",
+    ),
+    Backfill(name="slow", table="t", batch=count_in_python),
+    Backfill(
+        name="by-v",
+        table="t",
+        key="v",
+        batch="UPDATE t SET n = 1 WHERE v BETWEEN :first AND :last",
+    ),
+]
+"""
+# Short everything: batches of a fixed size, a progress line at every batch.
+QUICK = {
+    "BACKFILL_BATCH_SIZE": "100",
+    "BACKFILL_MIN_BATCH_SIZE": "100",
+    "BACKFILL_MAX_BATCH_SIZE": "100",
+    "BACKFILL_PAUSE_SECONDS": "0.01",
+    "BACKFILL_PROGRESS_SECONDS": "0.001",
+    "BACKFILL_MAX_LAG_SECONDS": "0",
+}
+PROGRESS = re.compile(
+    r"Backfill (?P<name>[\w-]+): (?P<done>\d+) of about (?P<total>\d+) rows done "
+    r"\((?P<percent>[\d.]+) %\), (?P<rate>\d+) rows/s, ETA \S+, batch \d+ rows\."
+)
+BOUND = 60.0
+
+
+@pytest.fixture(scope="module")
+def backfill_service(default_render: Path, tmp_path_factory: pytest.TempPathFactory) -> Service:
+    service = Service(Path(shutil.copytree(default_render, tmp_path_factory.mktemp("bf") / "svc")))
+    service.write("app/backfills.py", BACKFILLS)
+    return service
+
+
+@pytest.fixture
+def table_url(postgres_server: URL) -> URL:
+    with fresh_database(postgres_server) as url:
+        yield url
+
+
+def make_table(url: URL, rows: int) -> None:
+    sql(
+        url,
+        "CREATE TABLE t (id bigint PRIMARY KEY, v integer, n integer)",
+        f"INSERT INTO t SELECT i, i % 7, NULL FROM generate_series(1, {rows}) i",
+    )
+
+
+def backfill(service: Service, url: URL, *args: str, **env: str):  # type: ignore[no-untyped-def]
+    command = (sys.executable, "-m", "app.infra.backfill", *args)
+    return service.run(*command, env=service.env(url, **{**QUICK, **env}), timeout=BOUND)
+
+
+# Several commands in one interpreter (each `main()` as `python -m` calls it, with its
+# own arguments and settings): a second or so saved per command. Log lines go to the
+# process's stderr; each command's own stdout and stderr are kept apart.
+DRIVER = """
+import contextlib, io, json, logging, os, sys
+from app.infra.backfill.__main__ import main
+
+logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(message)s")
+results = []
+for args, env in json.load(sys.stdin):
+    saved = dict(os.environ)
+    os.environ.update(env)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(args)
+    os.environ.clear()
+    os.environ.update(saved)
+    results.append([args, code, out.getvalue(), err.getvalue()])
+print(json.dumps(results))
+"""
+Call = tuple[tuple[str, ...], dict[str, str]]
+
+
+def commands(
+    service: Service, url: URL, *calls: Call
+) -> tuple[list[subprocess.CompletedProcess[str]], list[str]]:
+    """(each call's result, the log lines of them all)."""
+    result = service.run(
+        sys.executable,
+        "-c",
+        DRIVER,
+        env=service.env(url, **QUICK),
+        input=json.dumps(calls),
+        timeout=BOUND,
+    )
+    assert result.returncode == 0, result.stderr
+    return [
+        subprocess.CompletedProcess(args, code, out, err)
+        for args, code, out, err in json.loads(result.stdout)
+    ], result.stderr.splitlines()
+
+
+def in_background(service: Service, url: URL, *args: str, **env: str) -> Background:
+    command = (sys.executable, "-m", "app.infra.backfill", *args)
+    return Background(service, command, url, bound=BOUND, **{**QUICK, **env})
+
+
+def counts(url: URL) -> dict[object, int]:
+    """How many rows were done how often: {None: not yet, 1: once, 2: twice...}."""
+    return dict(sql(url, "SELECT n, count(*) FROM t GROUP BY n")[0])
+
+
+def state(url: URL, name: str) -> tuple[str, int, str | None]:
+    rows = sql(url, f"SELECT status, rows_done, cursor FROM backfill.state WHERE name = '{name}'")
+    return tuple(rows[0][0]) if rows[0] else ("none", 0, None)  # type: ignore[return-value]
+
+
+def progress(lines: list[str]) -> list[re.Match[str]]:
+    return [match for line in lines if (match := PROGRESS.search(line))]
+
+
+def test_killed_mid_way_resumes_with_every_row_done_once(
+    backfill_service: Service, table_url: URL, tmp_path: Path
+) -> None:
+    """SIGKILL while batches commit; a second runner meanwhile is refused, naming the
+    first; the re-run resumes after the last committed batch; progress only grows."""
+    make_table(table_url, 3000)
+    gate = tmp_path / "gate"
+    gate.touch()
+    first = in_background(backfill_service, table_url, "run", "slow", GATE=str(gate))
+    deadline = time.monotonic() + BOUND
+    while not _has_state(table_url) or state(table_url, "slow")[1] < 500:
+        assert time.monotonic() < deadline and first.process.poll() is None, first.lines
+        time.sleep(0.02)
+
+    # Now inside the batch of 501..600, holding the backfill's lock.
+    second = backfill(backfill_service, table_url, "run", "slow")
+    one_line_failure(
+        second, "backfill slow is already running: pid", "application_name 'backfill slow'"
+    )
+
+    first.process.send_signal(signal.SIGKILL)
+    code, lines, _ = first.finish()
+    assert code == -signal.SIGKILL
+    status, done, cursor = state(table_url, "slow")
+    # Killed inside a batch: that batch is gone, the five before it are kept.
+    assert (status, done, cursor) == ("running", 500, "500")
+    assert counts(table_url) == {1: 500, None: 2500}
+    (stopped, resumed, finished), log = commands(
+        backfill_service, table_url, (("status",), {}), (("run", "slow"), {}), (("status",), {})
+    )
+    assert "slow: stopped (no runner; `run` resumes it)" in stopped.stdout, stopped
+    assert resumed.returncode == 0, resumed
+    assert counts(table_url) == {1: 3000}
+    assert state(table_url, "slow")[:2] == ("finished", 3000)
+    assert any("resuming after 500 by id" in line for line in log), log
+    lines = progress(lines + log)
+    assert len(lines) >= 20, log
+    done_counts = [int(line["done"]) for line in lines]
+    percents = [float(line["percent"]) for line in lines]
+    assert done_counts == sorted(done_counts) and percents == sorted(percents)
+    assert done_counts[-1] == 3000 and percents[-1] == 100.0
+    status = finished.stdout
+    assert re.search(r"^slow: finished; 3000 of about 3000 rows \(100\.0 %\)", status, re.M)
+    assert re.search(r"^fill: not started$", status, re.M)
+
+
+def _has_state(url: URL) -> bool:
+    return bool(sql(url, "SELECT to_regclass('backfill.state') IS NOT NULL")[0][0][0])
+
+
+def test_bad_input_is_one_line_and_keeps_the_state(
+    backfill_service: Service, table_url: URL
+) -> None:
+    make_table(table_url, 1000)
+    (unknown, settings, unindexed, failed, status, fixed), _ = commands(
+        backfill_service,
+        table_url,
+        (("run", "nope"), {}),
+        (("run", "slow"), {"BACKFILL_BATCH_SIZE": "0"}),
+        (("run", "by-v"), {}),
+        (("run", "slow"), {"BREAK_AFTER": "555"}),  # a row the batch cannot do
+        (("status",), {}),
+        (("run", "slow"), {}),  # fixed
+    )
+    one_line_failure(
+        unknown, "no backfill named 'nope' in app.backfills.BACKFILLS (declared: by-v, fill, slow)"
+    )
+    one_line_failure(settings, "invalid settings: BACKFILL_BATCH_SIZE")
+    one_line_failure(unindexed, "backfill by-v: t.v has no usable index")
+    one_line_failure(
+        failed, "backfill slow failed in the batch of 501..600: division by zero; nothing of"
+    )
+    # The batches before it were kept, and the state said so until the fixed run.
+    assert "slow: failed; 500 of about 1000 rows" in status.stdout, status
+    assert "last error: backfill slow failed in the batch of 501..600" in status.stdout, status
+    assert fixed.returncode == 0, fixed
+    assert counts(table_url) == {1: 1000}
+    assert state(table_url, "slow")[:2] == ("finished", 1000)
+
+
+def test_a_lock_timeout_is_retried_not_waited_out(
+    backfill_service: Service, table_url: URL
+) -> None:
+    """An app transaction holds a row of the second batch: that batch gives up after
+    its 0.1 s lock_timeout, rolls back, pauses, tries again, until the row is free;
+    meanwhile the first batch stays done."""
+    make_table(table_url, 300)
+    with locked_by(table_url, "SELECT FROM t WHERE id = 150 FOR UPDATE"):
+        runner = in_background(
+            backfill_service, table_url, "run", "fill", BACKFILL_LOCK_TIMEOUT_SECONDS="0.1"
+        )
+        runner.wait_for("lock timeout in the batch of 101..200", count=2)
+        assert state(table_url, "fill")[:2] == ("running", 100)
+    code, lines, _ = runner.finish()
+    assert code == 0, lines
+    retries = [line for line in lines if "lock timeout" in line]
+    assert all(
+        "rolled back, trying again (try" in line and "BACKFILL_LOCK_TIMEOUT_SECONDS=0.1" in line
+        for line in retries
+    ), retries
+    assert counts(table_url) == {1: 300}
+
+
+CONTRACT = """
+    from app.infra.backfill import require_backfill_finished
+
+    require_backfill_finished("fill")
+    op.alter_column("t", "n", nullable=False)
+"""
+
+
+def test_a_contract_revision_waits_for_its_backfill(
+    backfill_service: Service, table_url: URL, tmp_path: Path
+) -> None:
+    """Refused in one line, nothing applied, until the backfill finished; then applied.
+    (`--sql` writes the same check into the script.)"""
+    make_table(table_url, 500)
+    service = Service(Path(shutil.copytree(backfill_service.path, tmp_path / "svc")))
+    service.write_revision("r1", None, CONTRACT)
+    env = service.env(table_url, **QUICK)
+    one_line_failure(
+        service.alembic("upgrade", "head", env=env),
+        "backfill fill has not finished (never run): run `python -m app.infra.backfill run fill`",
+        progress=True,
+    )
+    assert applied_versions(table_url) == []
+    offline = service.ok(service.alembic("upgrade", "head", "--sql", env=env))
+    assert "RAISE EXCEPTION 'backfill fill has not finished" in offline
+    service.ok(backfill(service, table_url, "run", "fill"))
+    service.ok(service.alembic("upgrade", "head", env=env))
+    assert applied_versions(table_url) == ["r1"]
+    assert counts(table_url) == {1: 500}
+
+
+@pytest.mark.xdist_group("replica")
+def test_held_while_a_standby_lags_and_resumed_below_the_lower_bound(
+    backfill_service: Service, replica_pair: ReplicaPair
+) -> None:
+    primary, standby = replica_pair.primary, replica_pair.standby
+    with fresh_database(primary.url()) as url:
+        make_table(url, 3000)
+        standby.psql("SELECT pg_wal_replay_pause()")
+        try:
+            runner = in_background(
+                backfill_service,
+                url,
+                "run",
+                "fill",
+                BACKFILL_MAX_LAG_SECONDS="0.5",
+                BACKFILL_RESUME_LAG_SECONDS="0.1",
+                BACKFILL_PAUSE_SECONDS="0.05",
+            )
+            runner.wait_for("held: a standby's replay lag is")
+            held_at = state(url, "fill")
+            time.sleep(1.0)  # held: nothing moves
+            assert state(url, "fill") == held_at and held_at[0] == "held"
+        finally:
+            standby.psql("SELECT pg_wal_replay_resume()")
+        code, lines, _ = runner.finish()
+    assert code == 0, lines
+    assert any("resumed: replay lag" in line for line in lines), lines
+    assert 0 < held_at[1] < 3000
+
+
+def test_batch_size_grows_slowly_shrinks_fast_and_the_hold_does_not_flap() -> None:
+    """throttle.py alone (it imports only SQLAlchemy): the numbers behind the defaults."""
+    path = ROOT / "template" / "{{package_name}}" / "infra" / "backfill" / "throttle.py"
+    spec = importlib.util.spec_from_file_location("throttle", path)
+    assert spec and spec.loader
+    throttle = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(throttle)
+    size = throttle.BatchSize(1000, 100, 1500, 0.2)
+    size.after(0.001)  # far under the target: at most 1.2x
+    assert size.value == 1200
+    size.after(0.21)  # within 10 % of the target: kept
+    assert size.value == 1200
+    size.after(0.3)  # slow: shrunk toward the target
+    assert size.value == 800
+    size.after(10.0)  # very slow: at most halved
+    assert size.value == 400
+    for _ in range(10):
+        size.after(0.001)
+    assert size.value == 1500  # never above the maximum
+    assert size.timed_out() and size.value == 750
+    while size.timed_out():
+        pass
+    assert size.value == 100  # the minimum; timed_out() said it could shrink no more
+    hold = throttle.LagHold(10.0, 2.0)
+    assert [hold.update(lag) for lag in (5, 10.5, 9, 3, 1.9, 5, 10)] == [
+        False, True, True, True, False, False, False,
+    ]  # fmt: skip
+    assert not throttle.LagHold(0.0, 0.0).enabled
