@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.responses import JSONResponse
@@ -111,13 +112,19 @@ class ErrorAnswers:
         except Exception as exc:
             if started and not complete:
                 raise  # half an answer: only closing the connection tells the client
-            response = _answer(Request(scope), exc)
+            response = _answer(f"{scope['method']} {route_template(scope)}", exc)
             if not started:  # else it failed after its answer (a background task)
                 await response(scope, receive, send)
 
 
-def _answer(request: Request, exc: Exception) -> JSONResponse:
-    where = f"{request.method} {request.url.path}"
+def route_template(scope: Scope) -> str:
+    """The matched route's path ("/items/{item_id}"), set in the scope by the router;
+    never the raw path, whose values stay out of logs and metrics' labels."""
+    route: Any = scope.get("route")
+    return str(getattr(route, "path_format", None) or getattr(route, "path", None) or "unmatched")
+
+
+def _answer(where: str, exc: Exception) -> JSONResponse:
     reason = data_exception(exc)
     if reason is not None:
         # The client's value, not our bug: no traceback, and a level no one is paged for.
