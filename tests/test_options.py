@@ -35,8 +35,8 @@ ROTATING = {
 SUITE_PASSES = {
     ("none", "none"): 18,
     ("none", "otel"): 22,
-    ("fastapi", "none"): 34,
-    ("fastapi", "otel"): 44,
+    ("fastapi", "none"): 37,
+    ("fastapi", "otel"): 48,
 }
 
 

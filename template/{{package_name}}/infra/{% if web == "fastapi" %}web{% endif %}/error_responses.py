@@ -27,7 +27,8 @@ class ErrorBody(BaseModel):
 def refused_value(reason: str) -> dict[str, Any]:
     """A 422 for a value the database refused, in the shape of FastAPI's own 422
     (HTTPValidationError), so a client reads one shape for every refused value."""
-    return {"detail": [{"loc": [], "msg": f"the database refused a value: {reason}", "type": "database"}]}
+    error = {"loc": [], "msg": f"the database refused a value: {reason}", "type": "database"}
+    return {"detail": [error]}
 
 
 def _answer(description: str) -> dict[str, Any]:
