@@ -74,7 +74,8 @@ def unavailable_as_503(request: Request) -> Iterator[None]:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Call before adding routers and middleware: what is added later wraps this."""
+    """Call before adding middleware: an exception raised in middleware added later
+    is answered by the fallback below, and the server then closes the connection."""
     app.add_middleware(ErrorAnswers)
     # Errors outside ErrorAnswers (in middleware added after this call) still answer
     # JSON; Starlette raises them again for the server to log, which ends the connection.
