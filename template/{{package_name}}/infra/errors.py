@@ -112,18 +112,15 @@ DATA_EXCEPTIONS = {
 
 def data_exception(exc: BaseException) -> str | None:
     """What a data exception says is wrong, without the value; None for any other
-    error. Also asyncpg's own check of a bound value before it is sent (an int
-    beyond int64, a str for a number): a ValueError under its InterfaceError."""
+    error. asyncpg's own refusal of a bound value before sending it (an int beyond
+    int64: "invalid input for query argument $1") is one too, SQLSTATE 22000."""
     if not isinstance(exc, DBAPIError):
         return None
-    original = exc.orig
-    sqlstate = getattr(original, "sqlstate", None)
-    if isinstance(sqlstate, str) and sqlstate.startswith("22"):
-        reason = DATA_EXCEPTIONS.get(sqlstate, "a value the database cannot take")
-        return f"{reason} (SQLSTATE {sqlstate})"
-    if isinstance(getattr(original, "__cause__", None), ValueError):
-        return "a value the database driver cannot send as its column's type"
-    return None
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if not (isinstance(sqlstate, str) and sqlstate.startswith("22")):
+        return None
+    reason = DATA_EXCEPTIONS.get(sqlstate, "a value the database cannot take")
+    return f"{reason} (SQLSTATE {sqlstate})"
 
 
 def is_not_reachable_yet(exc: BaseException, url: URL) -> bool:
