@@ -55,12 +55,17 @@ def get(address: str, data: bytes | None = None) -> Answer:
 
 
 @contextmanager
-def serving(service: Service, env: dict[str, str], app: str = "app.main:app") -> Iterator[Any]:
-    """`uvicorn <app>` on a free port, until the block ends; yields its address and a
-    function that returns everything it printed (complete once it has stopped)."""
+def serving(
+    service: Service, env: dict[str, str], app: str = "app.main:app", options: tuple[str, ...] = ()
+) -> Iterator[Any]:
+    """`uvicorn <app> <options>` on a free port, until the block ends; yields its address
+    and a function that returns everything it printed (complete once it has stopped)."""
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)],
+        [
+            *(sys.executable, "-m", "uvicorn", app),
+            *("--host", "127.0.0.1", "--port", str(port), *options),
+        ],
         cwd=service.path,
         env=env,
         stdout=subprocess.PIPE,
@@ -89,8 +94,8 @@ def serving(service: Service, env: dict[str, str], app: str = "app.main:app") ->
                 server.wait()
 
 
-TEST_APP = '''"""Test-only: the app, plus a statement that fails with a bound value, and a
-slow one that holds its connection."""
+TEST_APP = '''"""Test-only: the app, plus statements that fail with a bound value (a bug's
+and a refused value's), and a slow one that holds its connection."""
 
 from sqlalchemy import text
 
@@ -100,10 +105,17 @@ from app.main import create_app
 app = create_app()
 
 
+@app.get("/fail")
+async def fail(session: SessionDep) -> None:
+    await session.execute(
+        text("SELECT no_such_column FROM pg_class WHERE relname = :token"), {"token": "S3cr-param"}
+    )
+
+
 @app.get("/divide")
 async def divide(session: SessionDep) -> None:
     await session.execute(
-        text("SELECT 1 / 0 WHERE :token IS NOT NULL"), {"token": "S3cr-param"}
+        text("SELECT 1 / 0 WHERE CAST(:token AS text) IS NOT NULL"), {"token": "S3cr-param"}
     )
 
 
@@ -119,7 +131,7 @@ async def sleep(session: SessionDep, seconds: float) -> dict[str, float]:
 '''
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # one render per worker: the modules that use it only read it
 def api(copier_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Service:
     service = Service(
         render(copier_template, tmp_path_factory.mktemp("no-leaks") / "svc", web="fastapi")

@@ -43,7 +43,7 @@ def test_an_update_turns_observability_on_and_leaves_main_py_alone(
 
     env = service.env(TEST_DATABASE_URL=postgres_server.render_as_string(hide_password=False))
     output = service.ok(service.pytest("tests/infra/test_observability.py", env=env))
-    assert "10 passed" in output, output
+    assert "11 passed" in output, output
 
 
 def test_a_bad_log_setting_ends_the_migrate_step_and_the_start_in_one_line(

@@ -32,11 +32,15 @@ def test_a_failed_statement_is_logged_once_with_its_sql_not_its_values(
 ) -> None:
     env = api.env(live, DATABASE_LOG_PARAMETERS=log_parameters)
     with serving(api, env, "app.test_app:app") as (base, output):
-        answer = get(f"{base}/divide")
+        answer = get(f"{base}/fail")
+        refused = get(f"{base}/divide")  # a data exception (22012): the value's fault
     assert (answer.status, answer.json) == (500, {"detail": "internal server error"})
+    assert refused.status == 422 and "S3cr-param" not in refused.body, refused
     log = output()
-    assert log.count("Exception in ASGI application") == 1, log  # the full error, once
-    assert "[SQL: SELECT 1 / 0 WHERE" in log, log  # the statement, for whoever debugs it
+    assert log.count("GET /fail: 500, unhandled ProgrammingError") == 1, log  # once, in full
+    assert "[SQL: SELECT no_such_column" in log, log  # the statement, for whoever debugs it
+    assert "GET /divide: 422, the database refused a value: division by zero" in log, log
+    # Only the 500's own traceback may show the values, and only when asked to.
     assert ("S3cr-param" in log) == (log_parameters == "true"), log
 
 

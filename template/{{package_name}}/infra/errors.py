@@ -95,6 +95,34 @@ def is_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, OSError)
 
 
+# A data exception (SQLSTATE class 22): the statement was sound, a value in it was
+# not (out of its type's range, a NUL in text, not a number, too long). The words
+# are ours: the server's own often quote the value.
+DATA_EXCEPTIONS = {
+    "22001": "a value is too long for its column",
+    "22003": "a number is out of its column's range",
+    "22007": "a date or time is not in a form the database reads",
+    "22008": "a date or time is out of range",
+    "22012": "division by zero",
+    "22021": "text holds a character the database cannot store (NUL)",
+    "22P02": "a value is not in the form its column's type needs",
+    "22P05": "text holds a character the database cannot store",
+}
+
+
+def data_exception(exc: BaseException) -> str | None:
+    """What a data exception says is wrong, without the value; None for any other
+    error. asyncpg's own refusal of a bound value before sending it (an int beyond
+    int64: "invalid input for query argument $1") is one too, SQLSTATE 22000."""
+    if not isinstance(exc, DBAPIError):
+        return None
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if not (isinstance(sqlstate, str) and sqlstate.startswith("22")):
+        return None
+    reason = DATA_EXCEPTIONS.get(sqlstate, "a value the database cannot take")
+    return f"{reason} (SQLSTATE {sqlstate})"
+
+
 def is_not_reachable_yet(exc: BaseException, url: URL) -> bool:
     """True when the server is not there yet (refused, no socket, no such host yet,
     starting up, timed out): waiting may cure it. False for what waiting cannot

@@ -1,5 +1,5 @@
 """JSON for every error a request meets, and nothing in it a caller should not see.
-Template-owned.
+Template-owned. docs/api-errors.md says what each status means.
 
 - The database unreachable during a request through `SessionDep` or
   `ReadSessionDep` (refused, timed out, no free pooled connection within
@@ -7,10 +7,17 @@ Template-owned.
   `{"detail": "database unavailable"}` with `Retry-After`, by FastAPI's own
   HTTPException handler; one warning line in the log says why (host, port and
   database; never a password).
-- `install_error_handlers(app)`, which main.py calls: any other unhandled exception
-  answers 500 `{"detail": "internal server error"}`, without its text, SQL or
-  values. Starlette raises it again after the response, so the server logs it once,
-  with its traceback (engines hide bound values).
+- `install_error_handlers(app)`, which main.py calls:
+  - a value the database refused (a data exception, SQLSTATE class 22: out of its
+    column's range, a NUL in text, ...): 422, shaped like FastAPI's own 422, with
+    what was wrong and never the value; one warning line in the log, no traceback.
+    A route's models should have refused it first (infra/column_values.py);
+  - any other unhandled exception: 500 `{"detail": "internal server error"}`,
+    without its text, SQL or values, logged once here with its traceback (engines
+    hide bound values) and, with observability, the request's and trace's ids. Not
+    raised again: the connection stays open for the client's next request (raised
+    to the server, uvicorn would close it);
+  - the OpenAPI document declares these answers on every route (error_responses.py).
 
 HTTPException and request validation (422) keep FastAPI's own handlers.
 """
@@ -20,12 +27,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import describe_database_error, is_unavailable
+from ..errors import data_exception, describe_database_error, is_unavailable
+from .error_responses import INTERNAL_ERROR, document_error_answers, refused_value
 
 logger = logging.getLogger(__name__)
 
@@ -64,13 +74,62 @@ def unavailable_as_503(request: Request) -> Iterator[None]:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    """Call before adding middleware: an exception raised in middleware added later
+    is answered by the fallback below, and the server then closes the connection."""
+    app.add_middleware(ErrorAnswers)
+    # Errors outside ErrorAnswers (in middleware added after this call) still answer
+    # JSON; Starlette raises them again for the server to log, which ends the connection.
     app.add_exception_handler(Exception, _internal_error)
+    document_error_answers(app)
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
-    # Not logged here: Starlette raises `exc` again once this is sent, and the
-    # server logs it ("Exception in ASGI application"), once.
-    return JSONResponse(
-        {"detail": "internal server error"},
-        status_code=status.HTTP_500_INTERNAL_SERVER_ERROR,
-    )
+    return JSONResponse(INTERNAL_ERROR, status_code=status.HTTP_500_INTERNAL_SERVER_ERROR)
+
+
+class ErrorAnswers:
+    """Middleware: a route's unhandled exception becomes its answer (422 for a refused
+    value, 500 otherwise), logged here, once, and not raised any further."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = complete = False
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started, complete
+            if message["type"] == "http.response.start":
+                started = True
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                complete = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched_send)
+        except Exception as exc:
+            if started and not complete:
+                raise  # half an answer: only closing the connection tells the client
+            response = _answer(f"{scope['method']} {route_template(scope)}", exc)
+            if not started:  # else it failed after its answer (a background task)
+                await response(scope, receive, send)
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's path ("/items/{item_id}"), set in the scope by the router;
+    never the raw path, whose values stay out of logs and metrics' labels."""
+    route: Any = scope.get("route")
+    return str(getattr(route, "path_format", None) or getattr(route, "path", None) or "unmatched")
+
+
+def _answer(where: str, exc: Exception) -> JSONResponse:
+    reason = data_exception(exc)
+    if reason is not None:
+        # The client's value, not our bug: no traceback, and a level no one is paged for.
+        logger.warning("%s: 422, the database refused a value: %s", where, reason)
+        return JSONResponse(refused_value(reason), status_code=422)
+    logger.error("%s: 500, unhandled %s", where, type(exc).__name__, exc_info=exc)
+    return JSONResponse(INTERNAL_ERROR, status_code=status.HTTP_500_INTERNAL_SERVER_ERROR)
