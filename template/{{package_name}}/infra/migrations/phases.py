@@ -30,6 +30,8 @@ PRE_DEPLOY = "pre-deploy"
 POST_DEPLOY = "post-deploy"
 PHASES = (PRE_DEPLOY, POST_DEPLOY)
 MARKER = "deploy_phase"  # the name a revision file assigns its phase to
+# What a revision names to have finished before the post-deploy step applies it.
+BACKFILLS = "backfills"
 
 logger = logging.getLogger("alembic.env")  # under alembic.ini's `alembic` logger
 
@@ -93,3 +95,11 @@ def pre_deploy_part(pending: Iterable[Script]) -> list[Script]:
     if left:
         logger.info("post-deploy revisions left for the post-deploy step: %s", ", ".join(left))
     return runs
+
+
+def backfills_named(config: Any) -> list[str]:
+    """The backfills revisions name (`backfills = ["..."]`), oldest revision first."""
+    names: list[str] = []
+    for revision in reversed(list(ScriptDirectory.from_config(config).walk_revisions())):
+        names += [name for name in getattr(revision.module, BACKFILLS, ()) if name not in names]
+    return names
