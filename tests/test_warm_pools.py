@@ -28,7 +28,7 @@ ROWS = 20
 SETTLE = 0.35  # seconds of load after each operation
 ORM, STAR = "/items/", "/star/"
 
-ROUTES = '''
+ROUTES = """
 
 # Test-only (tests/test_warm_pools.py): a `SELECT *` route, and the app without the
 # retry of stale statements when WARM_POOLS_UNFIXED is set.
@@ -47,7 +47,7 @@ if os.environ.get("WARM_POOLS_UNFIXED"):
 async def star(item_id: int, session: SessionDep) -> dict[str, int]:
     result = await session.execute(text("SELECT * FROM item WHERE id = :id"), {"id": item_id})
     return {"columns": len(result.one())}
-'''
+"""
 
 # Before the apps start: rows, and an ENUM column for the expand step to extend.
 SETUP = (
@@ -60,12 +60,20 @@ EXPAND = (
     ("add a nullable column", "ALTER TABLE item ADD COLUMN note text", True),
     ("add a column with a server default", "ALTER TABLE item ADD COLUMN rank int DEFAULT 0", True),
     ("create a table", "CREATE TABLE tag (id bigint PRIMARY KEY, item_id bigint)", False),
-    ("create an index concurrently", "CREATE INDEX CONCURRENTLY ix_item_name ON item (name)", False),
+    (
+        "create an index concurrently",
+        "CREATE INDEX CONCURRENTLY ix_item_name ON item (name)",
+        False,
+    ),
     ("add an enum label", "ALTER TYPE mood ADD VALUE 'calm'", False),
 )
 CONTRACT = (
     ("drop a column", "ALTER TABLE item DROP COLUMN note", True),
-    ("change a selected column's type", "ALTER TABLE item ALTER COLUMN name TYPE varchar(200)", True),
+    (
+        "change a selected column's type",
+        "ALTER TABLE item ALTER COLUMN name TYPE varchar(200)",
+        True,
+    ),
     ("set NOT NULL", "ALTER TABLE item ALTER COLUMN mood SET NOT NULL", False),
     ("drop a table", "DROP TABLE tag", False),
 )
