@@ -92,7 +92,8 @@ def rows(ctx: Context) -> list[Row]:
     )
     service = Service(render(ctx.template, ctx.workdir / "stale-service"))
     service.write("bench_stale.py", PROGRAM)
-    output = check(service.run(PYTHON, "bench_stale.py", str(count), str(rounds), database_url=url))
+    program = (PYTHON, "bench_stale.py", str(count), str(rounds))
+    output = check(service.run(*program, database_url=url, timeout=900))
     samples = json.loads(output.stdout)
 
     def median_us(name: str, which: int) -> float:
