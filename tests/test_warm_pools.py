@@ -25,7 +25,7 @@ from helpers import Service, render
 from sqlalchemy.engine import URL
 
 ROWS = 20
-SETTLE = 0.35  # seconds of load after each operation
+SETTLE = 0.3  # seconds of load after each operation
 ORM, STAR = "/items/", "/star/"
 
 ROUTES = """
