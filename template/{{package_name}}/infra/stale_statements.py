@@ -32,6 +32,7 @@ driver sends BEGIN with a transaction's first statement).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import event
@@ -62,27 +63,24 @@ def is_stale_statement(exc: BaseException, dialect: Dialect) -> bool:
 
 
 def _execute(cursor: Any, statement: str, parameters: Any, context: ExecutionContext) -> bool:
-    first = _opens_transaction(context)
-    try:
-        cursor.execute(statement, parameters)
-    except Exception as exc:
-        if not first or not is_stale_statement(exc, context.dialect):
-            raise
-        _again_after(exc, context)
-        cursor.execute(statement, parameters)
-    return True
+    return _run(context, lambda: cursor.execute(statement, parameters))
 
 
 def _execute_no_params(cursor: Any, statement: str, context: ExecutionContext) -> bool:
+    return _run(context, lambda: cursor.execute(statement))
+
+
+def _run(context: ExecutionContext, execute: Callable[[], object]) -> bool:
+    """Execute; once more if the statement was stale and opened its transaction."""
     first = _opens_transaction(context)
     try:
-        cursor.execute(statement)
+        execute()
     except Exception as exc:
         if not first or not is_stale_statement(exc, context.dialect):
             raise
         _again_after(exc, context)
-        cursor.execute(statement)
-    return True
+        execute()
+    return True  # executed: SQLAlchemy's own do_execute is skipped
 
 
 def _opens_transaction(context: ExecutionContext) -> bool:
