@@ -6,7 +6,7 @@
 Prints one table. Ratios compare two things measured alternately in the same run, so
 they hold on a noisy machine; absolute times are for this machine. One module per
 section (bench/render.py, migrations.py, seed.py, fixtures.py, postgres.py,
-app_path.py, suite.py), all timed in alternating rounds (common.alternate, common.rounds).
+app_path.py, stale_statements.py, suite.py), all timed in alternating rounds (common.alternate, common.rounds).
 """
 
 from __future__ import annotations
@@ -21,7 +21,17 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import app_path, backfill, fixtures, migrations, postgres, render, seed, suite  # noqa: E402
+from bench import (  # noqa: E402
+    app_path,
+    backfill,
+    fixtures,
+    migrations,
+    postgres,
+    render,
+    seed,
+    stale_statements,
+    suite,
+)
 from bench.common import Context, Row, embedded_server, template_repo  # noqa: E402
 
 # Measure as users run: with .pyc files (some environments set PYTHONDONTWRITEBYTECODE).
@@ -36,6 +46,7 @@ SECTIONS = {
     "fixture": fixtures,
     "app": app_path,
     "backfill": backfill,
+    "stale": stale_statements,
     "suite": suite,
 }
 # A row that has a target prints PASS or MISS. The rows against Alembic's stock

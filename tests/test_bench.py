@@ -35,6 +35,8 @@ def test_bench_quick_mode_prints_its_table() -> None:
         "per test: database_url",
         "per test: pytest-postgresql",
         "per test: create+migrate",
+        "stale-statement retry",
+        "pooler mode, statement cache off",
     ):
         assert f"\n{row} " in table, table
     # The backfill section (issue 26): every row, and the kill-and-resume run exact.

@@ -2,7 +2,7 @@
 release's app, warm, and its own tests, on this release's schema.
 
 Run for real: the service's `python -m tests.infra.compat` (what `make compat` runs),
-uvicorn, the embedded PostgreSQL. docs/rolling-deploys.md's walk-through, step by step,
+uvicorn, the embedded PostgreSQL. docs/expand-contract.md's walk-through, step by step,
 on changes that pass; a raw-SQL constraint squawk cannot see, on one that fails.
 """
 
@@ -79,9 +79,8 @@ def test_a_base_that_is_no_commit_or_a_skip_without_a_reason_is_one_line(
 
 
 def walkthrough(service: Service) -> list[tuple[str, str]]:
-    """docs/rolling-deploys.md's walk-through: ("file", path and content) or ("bash", lines)."""
-    page = (service.path / "docs/rolling-deploys.md").read_text()
-    section = page.split("## Walk-through", 1)[1]
+    """docs/expand-contract.md: ("file", path and content) or ("bash", lines), in order."""
+    section = (service.path / "docs/expand-contract.md").read_text()
     steps = []
     for language, body in re.findall(r"```(python|bash)\n(.*?)```", section, flags=re.S):
         if language == "python":

@@ -68,7 +68,7 @@ def test_readme_service_command_brings_a_service_up(
         )
         output = result.stdout + result.stderr
         assert result.returncode == 0, output
-        assert re.search(r"\b18 passed\b", output), output
+        assert re.search(r"\b21 passed\b", output), output
         dotenv = (service / ".env").read_text()
         url = make_url(re.search(r"^DATABASE_URL=(.*)$", dotenv, flags=re.MULTILINE).group(1))
         assert url.database == "my_service_dev"

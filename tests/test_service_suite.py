@@ -9,7 +9,7 @@ from sqlalchemy.engine import URL
 def test_service_suite_passes_on_its_embedded_postgres(service: Service) -> None:
     # No TEST_DATABASE_URL: the service boots its own embedded server.
     output = service.ok(service.pytest())
-    assert "18 passed" in output
+    assert "21 passed" in output
 
 
 def test_service_suite_uses_the_server_test_database_url_names(
@@ -18,7 +18,7 @@ def test_service_suite_uses_the_server_test_database_url_names(
     service.add_book_revision(database_url)
     env = service.env(TEST_DATABASE_URL=postgres_server.render_as_string(hide_password=False))
     output = service.ok(service.pytest(env=env))
-    assert "18 passed" in output
+    assert "21 passed" in output
 
 
 def test_service_suite_catches_a_model_without_a_migration(

@@ -227,7 +227,7 @@ def test_migration_replaces_an_unchanged_v0_1_0_conftest(
     assert conftest.read_text() == (template_repo / "template/tests/conftest.py").read_text()
     # The updated service's own suite runs on the new fixtures.
     env = old.env(TEST_DATABASE_URL=postgres_server.render_as_string(hide_password=False))
-    assert "18 passed" in old.ok(old.pytest(env=env))
+    assert "21 passed" in old.ok(old.pytest(env=env))
 
 
 def test_migration_leaves_an_edited_conftest_alone_and_says_so(old: Service) -> None:

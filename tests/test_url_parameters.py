@@ -107,6 +107,28 @@ def test_a_libpq_host_list_becomes_sqlalchemy_multi_host_form(url_module: Module
     assert url_module.describe_endpoint(url) == "h1:5433,h2:5432/app"
 
 
+def test_behind_a_transaction_pooler_no_statement_is_cached_unless_the_url_says(
+    url_module: ModuleType,
+) -> None:
+    """Neither asyncpg's cache nor SQLAlchemy's (whose unnamed statements kept their old
+    result columns after a migration: tests/test_warm_pools.py); a size the URL sets wins."""
+
+    def prepared(query: str, pooler: str) -> tuple[Any, Any, Any]:
+        url = url_module.parse_database_url(f"postgres://u@db.example.com/app{query}")
+        database = url.using(pooler=pooler, connect_timeout=5)
+        arguments = database.connect_args
+        kept = database.sqlalchemy_url.query.get("prepared_statement_cache_size")
+        return (
+            arguments.get("statement_cache_size"),
+            arguments.get("prepared_statement_cache_size"),
+            kept,
+        )
+
+    assert prepared("", "transaction") == (0, 0, None)
+    assert prepared("?prepared_statement_cache_size=50", "transaction") == (0, None, "50")
+    assert prepared("", "none") == (None, None, None)
+
+
 @pytest.mark.parametrize(
     ("query", "problem"),
     [

@@ -7,6 +7,7 @@ Layers, each importing only those above it in this list:
 - settings.py: `DatabaseSettings`, which core/config.py's `Settings` extends;
 - errors.py: one readable line for a database failure;
 - connection_checks.py: what the pool checks before it hands out a connection;
+- stale_statements.py: a statement another process's migration made stale, run again;
 - engines.py, read_sessions.py: the app's engines, sessions and read-only sessions;
 - migrations/: what alembic/env.py calls; migrate.py, the deploy's migrate step;
 - tracing.py, logs.py (observability=otel): traces of the engines, log lines;

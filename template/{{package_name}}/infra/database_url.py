@@ -80,6 +80,13 @@ class DatabaseUrl:
             # transaction pooler hands each transaction another one ("prepared statement
             # does not exist", or another client's statement run). Unnamed ones are safe.
             arguments["statement_cache_size"] = 0
+            # And SQLAlchemy's cache of them, unless the URL sets its size: an unnamed
+            # statement is parsed again at each run, but the cached copy keeps its old
+            # result columns, so after a migration changed them the app read a REAL as
+            # its old INTEGER's bytes (7 came back as 1088421888) until the connection
+            # was replaced. Costs a round trip per statement (bench/, "stale").
+            if "prepared_statement_cache_size" not in self.sqlalchemy_url.query:
+                arguments["prepared_statement_cache_size"] = 0
         return replace(self, connect_args=arguments, pooler=pooler)
 
     def with_database(self, database: str) -> DatabaseUrl:

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import (
 from .connection_checks import check_before_checkout
 from .database_url import DatabaseUrl
 from .settings import DatabaseSettings
+from .stale_statements import retry_stale_statements
 
 
 def engine_for(
@@ -32,6 +33,9 @@ def engine_for(
     `hide_parameters`: a failed statement's exception and log line show its SQL but
     not its bound values (user data, passwords among them); DATABASE_LOG_PARAMETERS
     turns it off for the app's engines, for debugging.
+
+    A transaction's first statement that another process's migration made stale
+    is prepared and run again (stale_statements.py).
     """
     connect_args = dict(database.connect_args)
     if statement_timeout and database.pooler == "transaction":
@@ -41,12 +45,14 @@ def engine_for(
         server_settings = dict(connect_args.get("server_settings", {}))
         server_settings.setdefault("statement_timeout", f"{int(statement_timeout * 1000)}ms")
         connect_args["server_settings"] = server_settings
-    return create_async_engine(
+    engine = create_async_engine(
         database.sqlalchemy_url,
         connect_args=connect_args,
         hide_parameters=hide_parameters,
         **engine_options,
     )
+    retry_stale_statements(engine)
+    return engine
 
 
 def create_app_engine(settings: DatabaseSettings) -> AsyncEngine:
