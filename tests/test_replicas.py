@@ -94,7 +94,7 @@ def test_service_suite_runs_its_replica_tests_on_the_pair(
     replica_tests = re.findall(r"^(\w+) tests/infra/test_replicas\.py::", output, re.MULTILINE)
     # Without the standby, 3 of these (with FastAPI) or 2 are skipped.
     assert replica_tests == ["PASSED"] * (8 if web == "fastapi" else 6), output
-    assert re.search(rf"\b{40 if web == 'fastapi' else 23} passed in\b", output), output
+    assert re.search(rf"\b{43 if web == 'fastapi' else 23} passed in\b", output), output
     assert not re.search(r"\d+ skipped", output), output
 
 
