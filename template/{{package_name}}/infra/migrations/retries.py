@@ -45,7 +45,6 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import CreateIndex
 
 from ..errors import CLEANUP_ERRORS
-from ..settings import MigrationSettings
 from .autogenerate import autogenerating
 from .lock import read_migration_settings
 from .output import database_failure, describe_run_failure
@@ -79,16 +78,15 @@ def lock_timeout_retries() -> Iterator[AbstractContextManager[None]]:
     each logged in one line; after MIGRATION_LOCK_RETRIES more the run fails in one.
     Any other database failure becomes one line naming the revision being applied.
     """
-    settings = read_migration_settings()
     migration_context = context.get_context()
     steps = _Steps(migration_context)
     for tries in count(1):
         timed_out: list[DBAPIError] = []
-        yield _attempt(migration_context, steps, settings, timed_out)
+        yield _attempt(migration_context, steps, timed_out)
         if not timed_out:
             return
         then = "rolled back; running the transaction again"
-        _pause_or_give_up(timed_out[0], tries, settings, steps.doing(), then)
+        _pause_or_give_up(timed_out[0], tries, steps.doing(), then)
 
 
 def is_lock_timeout(cause: BaseException) -> bool:
@@ -136,7 +134,6 @@ class _Steps:
 def _attempt(
     migration_context: MigrationContext,
     steps: _Steps,
-    settings: MigrationSettings,
     timed_out: list[DBAPIError],
 ) -> Iterator[None]:
     connection = migration_context.connection
@@ -146,7 +143,7 @@ def _attempt(
     savepoint = connection.begin_nested() if connection.in_transaction() else None
     block = migration_context.autocommit_block
     migration_context.autocommit_block = lambda: _statements_retried(  # type: ignore[method-assign]
-        block, migration_context, steps, settings
+        block, migration_context, steps
     )
     try:
         yield
@@ -175,7 +172,6 @@ def _statements_retried(
     block: Callable[[], AbstractContextManager[None]],
     migration_context: MigrationContext,
     steps: _Steps,
-    settings: MigrationSettings,
 ) -> Iterator[None]:
     """Alembic's block, in which each statement that times out on a lock is retried alone."""
     with block():
@@ -191,9 +187,7 @@ def _statements_retried(
                 except DBAPIError as exc:
                     if not is_lock_timeout(exc):
                         raise
-                    _pause_or_give_up(
-                        exc, tries, settings, steps.doing(), "retrying that statement alone"
-                    )
+                    _pause_or_give_up(exc, tries, steps.doing(), "retrying that statement alone")
 
         connection.execute = retried  # type: ignore[method-assign]
         try:
@@ -223,10 +217,12 @@ def _drop_invalid_index_before(
         connection.exec_driver_sql(f"DROP INDEX CONCURRENTLY IF EXISTS {qualified}")
 
 
-def _pause_or_give_up(
-    cause: DBAPIError, tries: int, settings: MigrationSettings, doing: str, then: str
-) -> None:
-    """Log one line and sleep before the next try, or fail in one line after the last."""
+def _pause_or_give_up(cause: DBAPIError, tries: int, doing: str, then: str) -> None:
+    """Log one line and sleep before the next try, or fail in one line after the last.
+
+    The settings are read here, not before the run: a run that meets no lock timeout
+    (nearly all, and every run at head) does not read them a second time."""
+    settings = read_migration_settings()
     statement = " ".join(str(cause.statement or "").split())
     statement = statement if len(statement) <= 100 else statement[:97] + "..."
     where = f"`{statement}`{f' {doing}' if doing else ''}"
