@@ -20,7 +20,6 @@ from pydantic import (
     BeforeValidator,
     Field,
     GetCoreSchemaHandler,
-    PlainSerializer,
     ValidationError,
     ValidationInfo,
     WithJsonSchema,
@@ -101,15 +100,18 @@ def _masked(url: DatabaseUrl | None) -> str | None:
 
 
 class _BuiltByTheValidator:
-    """A URL setting's innermost annotation: the validator around it builds the value,
-    which needs no schema of its own. Without this pydantic builds one for the
-    DatabaseUrl dataclass (and the URL NamedTuple in it) each time settings are first
-    read: a cost every `alembic` command paid."""
+    """A URL setting's innermost annotation: the value is what the validator around it
+    builds (no schema of its own: pydantic would build one for the DatabaseUrl
+    dataclass and the URL NamedTuple in it), dumped masked. Not PlainSerializer: the
+    module it needs, imported for it alone, cost each `alembic` command more than the
+    rest of this file."""
 
     def __get_pydantic_core_schema__(
         self, source: object, handler: GetCoreSchemaHandler
     ) -> CoreSchema:
-        return core_schema.any_schema()
+        return core_schema.any_schema(
+            serialization=core_schema.plain_serializer_function_ser_schema(_masked)
+        )
 
 
 _BUILT_BY_THE_VALIDATOR = _BuiltByTheValidator()
@@ -122,7 +124,6 @@ DatabaseUrlSetting = Annotated[
     NoDecode,
     HOLDS_SECRETS,
     BeforeValidator(_url),
-    PlainSerializer(_masked),
     _SCHEMA,
 ]
 OptionalDatabaseUrlSetting = Annotated[
@@ -131,7 +132,6 @@ OptionalDatabaseUrlSetting = Annotated[
     NoDecode,
     HOLDS_SECRETS,
     BeforeValidator(_optional_url),
-    PlainSerializer(_masked),
     _SCHEMA,
 ]
 
