@@ -55,10 +55,10 @@ LOCK_NOT_AVAILABLE = "55P03"
 FIRST_PAUSE_SECONDS = 0.5
 LONGEST_PAUSE_SECONDS = 30.0
 _NAME = r'"(?:[^"]|"")+"|[\w$]+'
-CONCURRENT_INDEX = re.compile(
+# A pattern, compiled on first use (in an autocommit block): other runs never pay for it.
+CONCURRENT_INDEX = (
     rf"^\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+(?:IF\s+NOT\s+EXISTS\s+)?"
-    rf"(?P<index>{_NAME})\s+ON\s+(?:ONLY\s+)?(?P<table>(?:{_NAME})(?:\.(?:{_NAME}))?)",
-    re.IGNORECASE,
+    rf"(?P<index>{_NAME})\s+ON\s+(?:ONLY\s+)?(?P<table>(?:{_NAME})(?:\.(?:{_NAME}))?)"
 )
 _INVALID_INDEX = text(
     "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_index i"
@@ -202,7 +202,8 @@ def _drop_invalid_index_before(
     """Before CREATE INDEX CONCURRENTLY, drop an INVALID index of that name on that table."""
     if not isinstance(statement, (TextClause, CreateIndex)):
         return
-    match = CONCURRENT_INDEX.match(str(statement.compile(dialect=connection.dialect)))
+    sql = str(statement.compile(dialect=connection.dialect))
+    match = re.match(CONCURRENT_INDEX, sql, re.IGNORECASE)  # re caches the compiled pattern
     if match is None:
         return
     spelled = match["index"]
