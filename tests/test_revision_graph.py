@@ -124,6 +124,7 @@ def outcomes(
     return {name: lines for name, (_, lines, _) in results.items()}
 
 
+@pytest.mark.xdist_group("revision-graph")  # one worker runs the fixture, once
 @pytest.mark.parametrize("name", CASES)
 def test_a_broken_revision_graph_fails_in_one_line_naming_the_file(
     outcomes: dict[str, list[str]], name: str
