@@ -30,6 +30,7 @@ REVISION_FILE = re.compile(r"(?!\.#|__init__)(.*\.py)$")
 MULTIPLE_HEADS = "Multiple head revisions are present"
 NOT_UP_TO_DATE = "Target database is not up to date."
 CYCLE = "ycle is detected in revisions"
+NO_REVISION_ID = "Could not determine revision id"  # a file without `revision = ...`
 MERGE = "`alembic merge heads -m merge`"
 
 
@@ -46,7 +47,9 @@ def graph_failure(exc: BaseException) -> str | None:
     """One line for `exc` when the revision files are at fault, else None."""
     if isinstance(exc, CommandError):
         message = str(exc)
-        if not (message.startswith((MULTIPLE_HEADS, NOT_UP_TO_DATE)) or CYCLE in message):
+        if not (
+            message.startswith((MULTIPLE_HEADS, NOT_UP_TO_DATE, NO_REVISION_ID)) or CYCLE in message
+        ):
             return None
     elif not _while_reading_revisions(exc.__traceback__):
         return None
