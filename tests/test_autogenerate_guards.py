@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from database import sql, table_names
-from helpers import Service
+from helpers import Service, one_line_failure
 from sqlalchemy.engine import URL
 from test_autogenerate import STATUS, assert_in_sync, autogenerate, models
 
@@ -143,10 +143,9 @@ def test_two_heads_fail_the_service_suite_with_the_fix(
     assert len(heads) == 2
 
     upgrade = service.alembic("upgrade", "head", database_url=database_url)
-    assert upgrade.returncode != 0
-    assert "FAILED: Multiple head revisions are present for given argument 'head'" in (
-        upgrade.stdout + upgrade.stderr
-    )
+    line = one_line_failure(upgrade, "Multiple head revisions are present", progress=True)
+    assert all(f"{head} (alembic/versions/" in line for head in heads), line
+    assert "join them with `alembic merge heads -m merge`" in line, line
 
     env = service.env(TEST_DATABASE_URL=postgres_server.render_as_string(hide_password=False))
     result = service.pytest(env=env)

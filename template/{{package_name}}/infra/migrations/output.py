@@ -1,7 +1,8 @@
 """What a migration run prints: its log, and one line for a failure. Template-owned.
 
 - `configure_logging(config)`: alembic.ini's logging, the app's loggers kept.
-- `failures_as_one_line()`: around env.py, each failure as one `FAILED:` line.
+- `failures_as_one_line()`: around env.py, each failure as one `FAILED:` line; one
+  in the revision files themselves names the file (graph.py).
 - `database_failure(exc)`: the database error behind what SQLAlchemy raised.
 - `describe_run_failure(cause, url, doing)`: that line, naming what the run was doing;
   `database_failures_described(url, doing)` raises it for a block.
@@ -10,6 +11,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from logging.config import fileConfig
@@ -24,6 +26,16 @@ from ..database_url import describe_endpoint
 from ..errors import DATABASE_ERRORS, describe_database_error
 from ..settings import settings_error_line
 from .autogenerate import ENUM_LIBRARY_IMPORT
+
+# Alembic only warns about one revision id in two files (it then runs one of them) and
+# about a down_revision no file has (then fails with a KeyError): errors here, which
+# failures_as_one_line turns into a line naming the file.
+warnings.filterwarnings(
+    "error",
+    message=r"Revision \S+ (is present more than once|referenced from .* is not present)",
+    category=UserWarning,
+    module=r"alembic\.script",
+)
 
 
 def configure_logging(config: Config) -> None:
@@ -44,12 +56,14 @@ def failures_as_one_line() -> Iterator[None]:
     CommandError, which `alembic` prints as one `FAILED:` line, not a traceback."""
     try:
         yield
-    except CommandError:
+    except CommandError as exc:
+        _raise_graph_failure(exc)
         raise
     except ValidationError as exc:
         raise CommandError(settings_error_line(exc)) from None
     except AttributeError as exc:
         if not any(f"'{name}'" in str(exc) for name in ("add_enum_value", "sync_enum_values")):
+            _raise_graph_failure(exc)  # a revision file without down_revision, say
             raise
         # Revisions written before v0.3.0 relied on env.py importing the library.
         raise CommandError(
@@ -59,8 +73,18 @@ def failures_as_one_line() -> Iterator[None]:
     except Exception as exc:
         cause = database_failure(exc)
         if cause is None:
+            _raise_graph_failure(exc)
             raise  # a revision's own bug: the traceback shows where
         raise CommandError(describe_run_failure(cause, None, "")) from None
+
+
+def _raise_graph_failure(exc: BaseException) -> None:
+    """A failure that the revision files cause, as one line naming the file."""
+    from .graph import graph_failure  # only a failed run needs it
+
+    line = graph_failure(exc)
+    if line is not None:
+        raise CommandError(line) from None
 
 
 @contextmanager

@@ -45,7 +45,6 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import CreateIndex
 
 from ..errors import CLEANUP_ERRORS
-from ..settings import MigrationSettings
 from .autogenerate import autogenerating
 from .lock import read_migration_settings
 from .output import database_failure, describe_run_failure
@@ -56,10 +55,10 @@ LOCK_NOT_AVAILABLE = "55P03"
 FIRST_PAUSE_SECONDS = 0.5
 LONGEST_PAUSE_SECONDS = 30.0
 _NAME = r'"(?:[^"]|"")+"|[\w$]+'
-CONCURRENT_INDEX = re.compile(
+# A pattern, compiled on first use (in an autocommit block): other runs never pay for it.
+CONCURRENT_INDEX = (
     rf"^\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+(?:IF\s+NOT\s+EXISTS\s+)?"
-    rf"(?P<index>{_NAME})\s+ON\s+(?:ONLY\s+)?(?P<table>(?:{_NAME})(?:\.(?:{_NAME}))?)",
-    re.IGNORECASE,
+    rf"(?P<index>{_NAME})\s+ON\s+(?:ONLY\s+)?(?P<table>(?:{_NAME})(?:\.(?:{_NAME}))?)"
 )
 _INVALID_INDEX = text(
     "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_index i"
@@ -79,16 +78,15 @@ def lock_timeout_retries() -> Iterator[AbstractContextManager[None]]:
     each logged in one line; after MIGRATION_LOCK_RETRIES more the run fails in one.
     Any other database failure becomes one line naming the revision being applied.
     """
-    settings = read_migration_settings()
     migration_context = context.get_context()
     steps = _Steps(migration_context)
     for tries in count(1):
         timed_out: list[DBAPIError] = []
-        yield _attempt(migration_context, steps, settings, timed_out)
+        yield _attempt(migration_context, steps, timed_out)
         if not timed_out:
             return
         then = "rolled back; running the transaction again"
-        _pause_or_give_up(timed_out[0], tries, settings, steps.doing(), then)
+        _pause_or_give_up(timed_out[0], tries, steps.doing(), then)
 
 
 def retry_pause(tries: int) -> float:
@@ -143,7 +141,6 @@ class _Steps:
 def _attempt(
     migration_context: MigrationContext,
     steps: _Steps,
-    settings: MigrationSettings,
     timed_out: list[DBAPIError],
 ) -> Iterator[None]:
     connection = migration_context.connection
@@ -153,7 +150,7 @@ def _attempt(
     savepoint = connection.begin_nested() if connection.in_transaction() else None
     block = migration_context.autocommit_block
     migration_context.autocommit_block = lambda: _statements_retried(  # type: ignore[method-assign]
-        block, migration_context, steps, settings
+        block, migration_context, steps
     )
     try:
         yield
@@ -182,7 +179,6 @@ def _statements_retried(
     block: Callable[[], AbstractContextManager[None]],
     migration_context: MigrationContext,
     steps: _Steps,
-    settings: MigrationSettings,
 ) -> Iterator[None]:
     """Alembic's block, in which each statement that times out on a lock is retried alone."""
     with block():
@@ -198,9 +194,7 @@ def _statements_retried(
                 except DBAPIError as exc:
                     if not is_lock_timeout(exc):
                         raise
-                    _pause_or_give_up(
-                        exc, tries, settings, steps.doing(), "retrying that statement alone"
-                    )
+                    _pause_or_give_up(exc, tries, steps.doing(), "retrying that statement alone")
 
         connection.execute = retried  # type: ignore[method-assign]
         try:
@@ -215,7 +209,8 @@ def _drop_invalid_index_before(
     """Before CREATE INDEX CONCURRENTLY, drop an INVALID index of that name on that table."""
     if not isinstance(statement, (TextClause, CreateIndex)):
         return
-    match = CONCURRENT_INDEX.match(str(statement.compile(dialect=connection.dialect)))
+    sql = str(statement.compile(dialect=connection.dialect))
+    match = re.match(CONCURRENT_INDEX, sql, re.IGNORECASE)  # re caches the compiled pattern
     if match is None:
         return
     spelled = match["index"]
@@ -230,10 +225,12 @@ def _drop_invalid_index_before(
         connection.exec_driver_sql(f"DROP INDEX CONCURRENTLY IF EXISTS {qualified}")
 
 
-def _pause_or_give_up(
-    cause: DBAPIError, tries: int, settings: MigrationSettings, doing: str, then: str
-) -> None:
-    """Log one line and sleep before the next try, or fail in one line after the last."""
+def _pause_or_give_up(cause: DBAPIError, tries: int, doing: str, then: str) -> None:
+    """Log one line and sleep before the next try, or fail in one line after the last.
+
+    The settings are read here, not before the run: a run that meets no lock timeout
+    (nearly all, and every run at head) does not read them a second time."""
+    settings = read_migration_settings()
     statement = " ".join(str(cause.statement or "").split())
     statement = statement if len(statement) <= 100 else statement[:97] + "..."
     where = f"`{statement}`{f' {doing}' if doing else ''}"
