@@ -1,15 +1,14 @@
 """The backfill runner (infra/backfill/) on real PostgreSQL, through its command line:
 a run SIGKILLed mid-way resumes with every row done exactly once, one runner per
 backfill, lock timeouts retried rather than waited out, progress lines, bad input in
-one line with the state kept, the contract revision that waits for its backfill, and
-(on a real standby whose replay is paused) the hold on replication lag.
+one line with the state kept, the contract revision that waits for its backfill. The
+throttle (batch size, the hold on a real standby's lag) is test_backfill_throttle.py's.
 
 Small tables and short settings: the big numbers are bench/backfill.py's.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import shutil
@@ -23,11 +22,11 @@ from typing import TYPE_CHECKING
 import pytest
 from background import Background
 from database import applied_versions, fresh_database, locked_by, sql
-from helpers import ROOT, Service, one_line_failure
+from helpers import Service, one_line_failure
 from sqlalchemy.engine import URL
 
 if TYPE_CHECKING:
-    from conftest import ReplicaPair
+    pass
 
 BACKFILLS = """\
 import asyncio
@@ -309,63 +308,3 @@ def test_a_contract_revision_waits_for_its_backfill(
     assert "Backfill fill: 500 of about 500 rows done" in output, output
     assert applied_versions(table_url) == ["r1"]
     assert counts(table_url) == {1: 500}  # fill, once; none of the backfills r1 does not name
-
-
-@pytest.mark.xdist_group("replica")
-def test_held_while_a_standby_lags_and_resumed_below_the_lower_bound(
-    backfill_service: Service, replica_pair: ReplicaPair
-) -> None:
-    primary, standby = replica_pair.primary, replica_pair.standby
-    with fresh_database(primary.url()) as url:
-        make_table(url, 3000)
-        standby.psql("SELECT pg_wal_replay_pause()")
-        try:
-            runner = in_background(
-                backfill_service,
-                url,
-                "run",
-                "fill",
-                BACKFILL_MAX_LAG_SECONDS="0.5",
-                BACKFILL_RESUME_LAG_SECONDS="0.1",
-                BACKFILL_PAUSE_SECONDS="0.05",
-            )
-            runner.wait_for("held: a standby's replay lag is")
-            held_at = state(url, "fill")
-            time.sleep(1.0)  # held: nothing moves
-            assert state(url, "fill") == held_at and held_at[0] == "held"
-        finally:
-            standby.psql("SELECT pg_wal_replay_resume()")
-        code, lines, _ = runner.finish()
-    assert code == 0, lines
-    assert any("resumed: replay lag" in line for line in lines), lines
-    assert 0 < held_at[1] < 3000
-
-
-def test_batch_size_grows_slowly_shrinks_fast_and_the_hold_does_not_flap() -> None:
-    """throttle.py alone (it imports only SQLAlchemy): the numbers behind the defaults."""
-    path = ROOT / "template" / "{{package_name}}" / "infra" / "backfill" / "throttle.py"
-    spec = importlib.util.spec_from_file_location("throttle", path)
-    assert spec and spec.loader
-    throttle = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(throttle)
-    size = throttle.BatchSize(1000, 100, 1500, 0.2)
-    size.after(0.001)  # far under the target: at most 1.2x
-    assert size.value == 1200
-    size.after(0.21)  # within 10 % of the target: kept
-    assert size.value == 1200
-    size.after(0.3)  # slow: shrunk toward the target
-    assert size.value == 800
-    size.after(10.0)  # very slow: at most halved
-    assert size.value == 400
-    for _ in range(10):
-        size.after(0.001)
-    assert size.value == 1500  # never above the maximum
-    assert size.timed_out() and size.value == 750
-    while size.timed_out():
-        pass
-    assert size.value == 100  # the minimum; timed_out() said it could shrink no more
-    hold = throttle.LagHold(10.0, 2.0)
-    assert [hold.update(lag) for lag in (5, 10.5, 9, 3, 1.9, 5, 10)] == [
-        False, True, True, True, False, False, False,
-    ]  # fmt: skip
-    assert not throttle.LagHold(0.0, 0.0).enabled
